@@ -1,0 +1,61 @@
+"""Backends that execute a network's matmuls and noise sites (torch-free until one is built).
+
+Built-ins: ``sim`` (reference Gaussian emulator, CPU) and ``gpu`` (the same on CUDA).
+``device:…`` is reserved for real analog hardware. Add your own with `register_backend`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hil.backends.spec import VALID_FORMS, BackendSpec, parse_backend_spec
+from hil.errors import UnknownNameError
+from hil.registry import Registry
+
+if TYPE_CHECKING:
+    from backends.base import Backend
+
+BACKENDS: Registry[Any] = Registry(
+    "backend",
+    {
+        "sim": "hil.backends.sim:create_sim_backend",
+        "gpu": "hil.backends.gpu:create_gpu_backend",
+    },
+)
+"""Backend name → factory ``(BackendSpec) -> Backend``."""
+
+
+def register_backend(name: str):  # noqa: ANN201 - decorator
+    """Register a backend factory ``(BackendSpec) -> Backend`` under ``name``."""
+    return BACKENDS.register(name)
+
+
+def backend_names() -> list[str]:
+    """Names of all registered backends."""
+    return BACKENDS.names()
+
+
+def get_backend(spec: str | BackendSpec) -> Backend:
+    """Build a backend from a spec string such as ``sim:seed=3`` or ``gpu:cuda:1``.
+
+    Raises:
+        ConfigError: Malformed spec.
+        UnknownNameError: No backend of that name.
+        BackendUnavailableError: The backend cannot run here (e.g. ``gpu`` without CUDA).
+    """
+    parsed = parse_backend_spec(spec) if isinstance(spec, str) else spec
+    if parsed.name == "device" and "device" not in BACKENDS:
+        raise UnknownNameError(
+            "backend 'device' (real analog hardware) is not available in this version of hil; "
+            "use sim or gpu"
+        )
+    if parsed.name not in BACKENDS:
+        raise UnknownNameError(
+            f"unknown backend {parsed.name!r}; choose one of: {', '.join(backend_names())} "
+            f"(forms: {VALID_FORMS})"
+        )
+    return BACKENDS.get(parsed.name)(parsed)
+
+
+__all__ = ["BACKENDS", "BackendSpec", "backend_names", "get_backend", "parse_backend_spec",
+           "register_backend"]

@@ -1,0 +1,112 @@
+"""Backend protocol and the small pieces every backend shares.
+
+A backend executes the matrix-vector products of Linear and Conv layers (``linear``, ``conv``)
+and perturbs the outputs of digital sites (``perturb``). The wrapper in `hil.wrap` routes each
+noise site of a model to one of these calls with a `SiteCall` describing the site.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+
+from hil.noise import CLEAN, SiteNoise
+
+SiteKind = str
+"""``input``, ``linear``, ``conv``, ``bn``, ``act``, ``pool`` or ``output``."""
+
+
+@dataclass(frozen=True)
+class ConvParams:
+    """Geometry of an N-d convolution (as ``torch.nn.functional.convNd`` takes it)."""
+
+    dims: int
+    stride: tuple[int, ...] | int = 1
+    padding: tuple[int, ...] | int | str = 0
+    dilation: tuple[int, ...] | int = 1
+    groups: int = 1
+
+
+@dataclass(frozen=True)
+class SiteCall:
+    """One execution of a noise site.
+
+    Attributes:
+        index: Position of the site in forward order.
+        name: Stable site name, e.g. ``"3:conv2"``.
+        kind: Site kind (see `SiteKind`).
+        noise: Resolved noise for this site (`hil.noise.CLEAN` when none).
+        owns_output: True when the backend may overwrite the tensor it perturbs in place
+            (it is a fresh result nobody else references).
+    """
+
+    index: int
+    name: str
+    kind: SiteKind
+    noise: SiteNoise = CLEAN
+    owns_output: bool = False
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a backend must do. See `GaussianBackend` for the reference implementation."""
+
+    name: str
+    device: torch.device
+
+    def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+               call: SiteCall) -> torch.Tensor:
+        """Return ``x @ weight.T + bias`` as the hardware computes it (noise included)."""
+        ...
+
+    def conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+             params: ConvParams, call: SiteCall) -> torch.Tensor:
+        """Return the N-d convolution of ``x`` as the hardware computes it."""
+        ...
+
+    def perturb(self, y: torch.Tensor, call: SiteCall) -> torch.Tensor:
+        """Return the output of a digital (non-matmul) site with the site's noise applied."""
+        ...
+
+    def reseed(self, seed: int) -> None:
+        """Restart the noise generator from ``seed`` (same seed → same draws)."""
+        ...
+
+    def close(self) -> None:
+        """Release hardware resources (ports, sessions). Safe to call twice."""
+        ...
+
+
+def digital_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                 params: ConvParams) -> torch.Tensor:
+    """The exact convolution, the one place backends compute a conv digitally."""
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[params.dims]
+    return conv(x, weight, bias, params.stride, params.padding, params.dilation, params.groups)
+
+
+def average_executions(execute: Callable[[], torch.Tensor], repeats: int) -> torch.Tensor:
+    """Multi-execution hook: run ``execute`` ``repeats`` times and return the mean.
+
+    Each call must draw independent noise (a real device does by nature). The mean of r
+    independent executions has its noise std reduced by 1/√r. Used by backends whose
+    executions are opaque (hardware); `GaussianBackend` has an exact shortcut instead.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be ≥ 1, got {repeats}")
+    total = execute()
+    for _ in range(repeats - 1):
+        following = execute()
+        if torch.is_grad_enabled() and (total.requires_grad or following.requires_grad):
+            total = total + following
+        else:
+            total = total.add_(following) if total._version >= 0 and _fresh(total) else total + following
+    return total / repeats if repeats > 1 else total
+
+
+def _fresh(tensor: torch.Tensor) -> bool:
+    """A tensor we may accumulate into in place: not a view of anything."""
+    return tensor._base is None

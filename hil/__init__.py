@@ -1,0 +1,68 @@
+"""hil: hardware-in-the-loop testbench for neural networks on noisy analog hardware.
+
+The public API is re-exported here lazily, so ``import hil`` (and ``hil --help``) does not
+import torch until a torch-backed name is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from hil._version import __version__
+from hil.errors import (
+    BackendUnavailableError,
+    CheckpointError,
+    ConfigError,
+    DataError,
+    HilError,
+    ModelError,
+    SiteError,
+    UnknownNameError,
+)
+from hil.noise import NoiseSpec, SiteNoise, SiteOverride
+
+_LAZY = {
+    "wrap": "hil.wrap",
+    "NoisyModel": "hil.wrap",
+    "Site": "hil.sites",
+    "get_backend": "hil.backends",
+    "register_backend": "hil.backends",
+    "parse_backend_spec": "hil.backends",
+    "create_model": "hil.models",
+    "list_models": "hil.models",
+    "register_model": "hil.models",
+    "load_dataset": "hil.data",
+    "Dataset": "hil.data",
+    "train": "hil.training",
+    "TrainConfig": "hil.config",
+    "evaluate": "hil.evaluation",
+    "save_checkpoint": "hil.checkpoint",
+    "load_checkpoint": "hil.checkpoint",
+}
+
+if TYPE_CHECKING:
+    from hil.backends import get_backend, parse_backend_spec, register_backend
+    from hil.checkpoint import load_checkpoint, save_checkpoint
+    from hil.config import TrainConfig
+    from hil.data import Dataset, load_dataset
+    from hil.evaluation import evaluate
+    from hil.models import create_model, list_models, register_model
+    from hil.sites import Site
+    from hil.training import train
+    from hil.wrap import NoisyModel, wrap
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hil' has no attribute {name!r}")
+
+
+__all__ = [
+    "BackendUnavailableError", "CheckpointError", "ConfigError", "DataError", "HilError",
+    "ModelError", "NoiseSpec", "SiteError", "SiteNoise", "SiteOverride", "UnknownNameError",
+    "__version__", *_LAZY,
+]
