@@ -23,8 +23,8 @@ from hil.errors import (
 from hil.noise import NoiseSpec, SiteNoise, SiteOverride
 
 _LAZY = {
-    "wrap": "hil.wrap",
-    "NoisyModel": "hil.wrap",
+    "wrap": "hil.noisy_model",
+    "NoisyModel": "hil.noisy_model",
     "Site": "hil.sites",
     "get_backend": "hil.backends",
     "register_backend": "hil.backends",
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from hil.models import create_model, list_models, register_model
     from hil.sites import Site
     from hil.training import train
-    from hil.wrap import NoisyModel, wrap
+    from hil.noisy_model import NoisyModel, wrap
 
 
 def __getattr__(name: str) -> Any:
