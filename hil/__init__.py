@@ -48,9 +48,9 @@ if TYPE_CHECKING:
     from hil.data import Dataset, load_dataset
     from hil.evaluation import evaluate
     from hil.models import create_model, list_models, register_model
+    from hil.noisy_model import NoisyModel, wrap
     from hil.sites import Site
     from hil.training import train
-    from hil.noisy_model import NoisyModel, wrap
 
 
 def __getattr__(name: str) -> Any:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from hil.models._blocks import LayerStack, check_shape, flat_features
+from torch import nn
 
 
 class CNNS(LayerStack):

@@ -1,0 +1,142 @@
+"""Training configuration: a frozen dataclass built from a TOML file and CLI flags (torch-free).
+
+TOML layout (every key optional; CLI flags override)::
+
+    model = "lenet5"
+    bn = false
+    dataset = "mnist5k"
+    epochs = 30
+    seed = 0
+    backend = "sim"
+
+    [noise]
+    sigma_add = 0.1
+    sites = "all"          # or "matmul", or a list of site names
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from hil.errors import ConfigError
+from hil.noise import NoiseSpec
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run.
+
+    Attributes:
+        model: Registered model name.
+        bn: BatchNorm variant of the model.
+        dataset: Registered dataset name.
+        data_dir: Folder with dataset files (for datasets that are not embedded).
+        epochs: Training epochs (cosine schedule over them).
+        batch_size: Mini-batch size.
+        lr: Adam learning rate at the start of the cosine schedule.
+        seed: Seeds weight init, data split and shuffling, and noise draws.
+        clamp_weights: Clamp Linear/Conv weights to [-1, 1] after every step (analog
+            conductances are bounded).
+        backend: Backend spec used in training (``sim``, ``gpu``...).
+        noise: Noise applied during training.
+    """
+
+    model: str = "lenet5"
+    bn: bool = False
+    dataset: str = "mnist5k"
+    data_dir: str | None = None
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    clamp_weights: bool = False
+    backend: str = "sim"
+    noise: NoiseSpec = field(default_factory=NoiseSpec)
+
+    def __post_init__(self) -> None:
+        from hil.backends.spec import parse_backend_spec
+        from hil.data import DATASETS
+        from hil.models import MODELS
+
+        for registry, value in ((MODELS, self.model), (DATASETS, self.dataset)):
+            if value not in registry:
+                raise ConfigError(
+                    f"unknown {registry.kind} {value!r}; choose one of: {', '.join(registry.names())}"
+                )
+        _check_int(self.epochs, "epochs", 1)
+        _check_int(self.batch_size, "batch_size", 1)
+        _check_int(self.seed, "seed", 0)
+        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not (
+            math.isfinite(self.lr) and self.lr > 0
+        ):
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
+        for name in ("bn", "clamp_weights"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.noise, NoiseSpec):
+            raise ConfigError(f"noise must be a NoiseSpec, got {self.noise!r}")
+        parse_backend_spec(self.backend)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (stored in checkpoint metadata)."""
+        data = asdict(self)
+        data["noise"] = self.noise.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build from a mapping (TOML or metadata); unknown keys are errors."""
+        allowed = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(allowed))}"
+            )
+        values = dict(data)
+        if "noise" in values and not isinstance(values["noise"], NoiseSpec):
+            if not isinstance(values["noise"], Mapping):
+                raise ConfigError("noise must be a table ([noise] in TOML)")
+            values["noise"] = NoiseSpec.from_dict(values["noise"])
+        return cls(**values)
+
+
+def _check_int(value: object, name: str, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config file.
+
+    Raises:
+        ConfigError: Missing file or invalid TOML (with the parser's position).
+    """
+    file = Path(path)
+    try:
+        with file.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file} does not exist; check the --config path") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {file} is not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {file}: {error.strerror}") from None
+
+
+def merge_config(file_values: Mapping[str, Any], overrides: Mapping[str, Any]) -> TrainConfig:
+    """Combine TOML values with CLI overrides (None = not given); noise keys merge per key."""
+    values = dict(file_values)
+    noise = dict(values.pop("noise", {}) or {})
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "noise":
+            noise.update({k: v for k, v in value.items() if v is not None})
+        else:
+            values[key] = value
+    return TrainConfig.from_dict({**values, "noise": noise})

@@ -1,0 +1,71 @@
+"""Datasets: a lazy registry of loaders plus `load_dataset`.
+
+Importing this package must stay cheap: the CLI lists dataset names without importing
+torch or numpy, so the loaders (and `Dataset`) are only imported on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from hil.registry import Registry
+
+if TYPE_CHECKING:
+    from hil.data._dataset import Dataset
+
+__all__ = ["DATASETS", "Dataset", "dataset_names", "load_dataset"]
+
+DATASETS: Registry[Any] = Registry(
+    "dataset",
+    {
+        "mnist5k": "hil.data.embedded:load_mnist5k",
+        "digits": "hil.data.embedded:load_digits",
+        "synthetic": "hil.data.embedded:load_synthetic",
+        "mnist": "hil.data.idx:load_mnist",
+        "fashionmnist": "hil.data.idx:load_fashionmnist",
+    },
+)
+
+
+def dataset_names() -> list[str]:
+    """Return the names of all registered datasets, sorted."""
+    return DATASETS.names()
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    input_shape: tuple[int, ...] | None = None,
+    num_classes: int | None = None,
+) -> Dataset:
+    """Load a registered dataset by name.
+
+    Args:
+        name: Registered dataset name (see `dataset_names`).
+        data_dir: Folder holding the dataset files; ignored by embedded datasets.
+        seed: Seed for splits and synthetic data; same seed, same tensors.
+        input_shape: Requested per-sample shape; fixed-shape datasets reject a different one.
+        num_classes: Requested class count; fixed datasets reject a different one.
+
+    Returns:
+        The loaded, normalised `Dataset`.
+
+    Raises:
+        UnknownNameError: No dataset is registered as ``name``.
+        ConfigError: ``input_shape`` or ``num_classes`` do not fit the dataset.
+        DataError: Dataset files are missing or malformed.
+    """
+    loader = DATASETS.get(name)
+    return loader(data_dir=data_dir, seed=seed, input_shape=input_shape, num_classes=num_classes)
+
+
+def __getattr__(name: str) -> Any:
+    # `Dataset` lives in a module that imports torch; resolve it only when asked for.
+    if name == "Dataset":
+        from hil.data._dataset import Dataset
+
+        return Dataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

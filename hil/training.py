@@ -1,0 +1,262 @@
+"""Noisy training: Adam + cosine schedule, noise from a `NoiseSpec`, per-epoch checkpoints, resume.
+
+Determinism: weight init, the shuffle of each epoch and the noise of each epoch are seeded from
+(``seed``, purpose, epoch), so a run resumed from an epoch checkpoint continues exactly as the
+uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hil.checkpoint import (
+    is_checkpoint,
+    load_checkpoint,
+    load_optimizer_state,
+    save_checkpoint,
+)
+from hil.config import TrainConfig
+from hil.errors import CheckpointError, ConfigError
+from hil.evaluation import EvaluationResult, accuracy, evaluate
+from hil.seeding import derive_seed
+
+NOISY_EVAL_REPEATS = 3
+"""Noise draws for the noisy accuracy reported at the end of training."""
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """Metrics of one finished epoch (1-based ``epoch``)."""
+
+    epoch: int
+    loss: float
+    train_accuracy: float
+    test_accuracy: float
+    lr: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of `train`.
+
+    Attributes:
+        path: Checkpoint directory of the final model.
+        clean_accuracy: Test accuracy without noise.
+        noisy: Test accuracy under the training noise (None if training was clean).
+        history: One record per epoch, including epochs done before a resume.
+    """
+
+    path: Path
+    clean_accuracy: float
+    noisy: EvaluationResult | None
+    history: tuple[EpochRecord, ...]
+
+
+class TrainProgress(Protocol):
+    """Callbacks `train` reports to (the CLI draws a rich progress bar with them)."""
+
+    def start(self, epochs: int, steps_per_epoch: int, first_epoch: int) -> None: ...
+
+    def step(self, epoch: int, loss: float) -> None: ...
+
+    def epoch_done(self, record: EpochRecord) -> None: ...
+
+
+def cosine_lr(base_lr: float, epoch: int, epochs: int) -> float:
+    """Learning rate of 0-based ``epoch`` under a cosine schedule from ``base_lr`` to 0."""
+    return 0.5 * base_lr * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
+def _default_input_shape(model_name: str) -> tuple[int, ...] | None:
+    from hil.models import MODELS
+
+    parameter = inspect.signature(MODELS.get(model_name)).parameters.get("input_shape")
+    default = None if parameter is None else parameter.default
+    return tuple(default) if isinstance(default, tuple | list) else None
+
+
+def load_training_data(config: TrainConfig) -> Any:
+    """The dataset of ``config`` (synthetic data takes the model's default input shape)."""
+    from hil.data import load_dataset
+
+    shape = _default_input_shape(config.model) if config.dataset == "synthetic" else None
+    return load_dataset(config.dataset, data_dir=config.data_dir, seed=config.seed, input_shape=shape)
+
+
+def _model_kwargs(model: nn.Module, fallback: dict[str, Any]) -> dict[str, Any]:
+    config = getattr(model, "config", None)
+    return dict(config()) if callable(config) else fallback
+
+
+def _clamp_weights(model: nn.Module) -> None:
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Linear | nn.modules.conv._ConvNd):
+                module.weight.clamp_(-1.0, 1.0)
+
+
+def _check_output_dir(out: Path, overwrite: bool, resuming: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; choose a directory path")
+    if resuming or overwrite or not out.exists():
+        return
+    if is_checkpoint(out):
+        raise ConfigError(
+            f"{out} already holds a checkpoint; pass --resume {out} to continue it, "
+            f"--overwrite to replace it, or choose another --out"
+        )
+    if any(out.iterdir()):
+        raise ConfigError(f"{out} is not empty; choose another --out or pass --overwrite")
+
+
+def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | None = None,
+          overwrite: bool = False, progress: TrainProgress | None = None,
+          keep_epochs: bool = True) -> TrainResult:
+    """Train ``config.model`` on ``config.dataset`` with ``config.noise`` at its sites.
+
+    Args:
+        config: The run. When resuming, its ``epochs`` may exceed the checkpoint's.
+        out: Checkpoint directory (final model at ``out``, epoch ``k`` at
+            ``out/epochs/epoch-000k`` if ``keep_epochs``).
+        resume_from: A checkpoint (final or per-epoch) of this run to continue from.
+        overwrite: Allow replacing a checkpoint already at ``out``.
+        progress: Progress callbacks.
+        keep_epochs: Write a checkpoint after every epoch.
+
+    Raises:
+        HilError: Bad config, missing data, unusable checkpoint or output directory.
+    """
+    from hil.backends import get_backend
+    from hil.models import create_model
+    from hil.noisy_model import wrap
+
+    out = Path(out)
+    _check_output_dir(out, overwrite, resume_from is not None)
+    data = load_training_data(config)
+    history: list[EpochRecord] = []
+    first_epoch = 0
+    if resume_from is not None:
+        checkpoint = load_checkpoint(resume_from)
+        training = checkpoint.metadata.get("training") or {}
+        stored = TrainConfig.from_dict(training.get("config") or {})
+        if replace(stored, epochs=config.epochs) != config:
+            raise ConfigError(
+                f"--resume {resume_from}: the run's settings differ from the checkpoint's; "
+                f"only --epochs may change when resuming"
+            )
+        first_epoch = int(training.get("epochs_done", 0))
+        if first_epoch >= config.epochs:
+            raise ConfigError(
+                f"{resume_from} already finished {first_epoch} epochs; pass --epochs "
+                f"greater than {first_epoch} to train further"
+            )
+        history = [EpochRecord(**r) for r in training.get("history", [])]
+        model = checkpoint.model
+    else:
+        torch.manual_seed(derive_seed(config.seed, "init"))
+        model = create_model(config.model, bn=config.bn, input_shape=data.input_shape,
+                             num_classes=data.num_classes)
+    backend = get_backend(config.backend)
+    try:
+        noisy = wrap(model, backend, config.noise)
+        optimizer = torch.optim.Adam(noisy.model.parameters(), lr=config.lr)
+        if resume_from is not None:
+            load_optimizer_state(resume_from, optimizer, checkpoint.metadata)
+        metadata = {
+            "model": {"name": config.model,
+                      "kwargs": _model_kwargs(noisy.model, {"bn": config.bn})},
+            "sites": [site.to_dict() for site in noisy.sites],
+            "noise": config.noise.to_dict(),
+            "backend": config.backend,
+            "dataset": {"name": config.dataset, "data_dir": config.data_dir,
+                        "seed": config.seed, "input_shape": list(data.input_shape),
+                        "num_classes": data.num_classes},
+            "seed": config.seed,
+        }
+        steps = _steps_per_epoch(len(data.train_x), config.batch_size)
+        if progress is not None:
+            progress.start(config.epochs, steps, first_epoch)
+        for epoch in range(first_epoch, config.epochs):
+            record = _train_epoch(noisy, optimizer, data, config, epoch, progress)
+            history.append(record)
+            if progress is not None:
+                progress.epoch_done(record)
+            state = {"model": metadata["model"], "training": _training_state(config, history)}
+            if keep_epochs:
+                save_checkpoint(out / "epochs" / f"epoch-{epoch + 1:04d}", noisy.model,
+                                {**metadata, **state, "metrics": {"test_accuracy": record.test_accuracy}},
+                                optimizer)
+        clean = accuracy(noisy.model, data.test_x, data.test_y)
+        noisy_result = None
+        if not config.noise.is_clean:
+            noisy_result = evaluate(noisy, data.test_x, data.test_y, repeats=NOISY_EVAL_REPEATS,
+                                    seed=derive_seed(config.seed, "eval"))
+        metrics: dict[str, Any] = {"test_accuracy": clean}
+        if noisy_result is not None:
+            metrics["noisy_test_accuracy"] = noisy_result.mean
+            metrics["noisy_test_accuracy_std"] = noisy_result.std
+        save_checkpoint(out, noisy.model,
+                        {**metadata, "training": _training_state(config, history), "metrics": metrics},
+                        optimizer)
+    finally:
+        backend.close()
+    return TrainResult(out, clean, noisy_result, tuple(history))
+
+
+def _steps_per_epoch(samples: int, batch_size: int) -> int:
+    full, rest = divmod(samples, batch_size)
+    return full + (1 if rest > 1 else 0)  # a last batch of 1 breaks BatchNorm; drop it
+
+
+def _training_state(config: TrainConfig, history: list[EpochRecord]) -> dict[str, Any]:
+    return {"config": config.to_dict(), "epochs_done": len(history),
+            "history": [asdict(r) for r in history]}
+
+
+def _train_epoch(noisy: nn.Module, optimizer: torch.optim.Optimizer, data: Any,
+                 config: TrainConfig, epoch: int, progress: TrainProgress | None) -> EpochRecord:
+    started = time.perf_counter()
+    lr = cosine_lr(config.lr, epoch, config.epochs)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    shuffle = torch.Generator().manual_seed(derive_seed(config.seed, "shuffle", epoch))
+    order = torch.randperm(len(data.train_x), generator=shuffle)
+    noisy.backend.reseed(derive_seed(config.seed, "noise", epoch))
+    device = noisy.backend.device
+    noisy.train()
+    total_loss = 0.0
+    correct = seen = 0
+    for step in range(_steps_per_epoch(len(order), config.batch_size)):
+        index = order[step * config.batch_size:(step + 1) * config.batch_size]
+        x = data.train_x[index].to(device)
+        y = data.train_y[index].to(device)
+        logits = noisy(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if not torch.isfinite(loss):
+            raise CheckpointError(
+                f"training diverged at epoch {epoch + 1} (loss {loss.item()}); lower --lr or σ"
+            )
+        optimizer.step()
+        if config.clamp_weights:
+            _clamp_weights(noisy.model)
+        batch_loss = loss.item()
+        total_loss += batch_loss * len(index)
+        correct += (logits.argmax(dim=1) == y).sum().item()
+        seen += len(index)
+        if progress is not None:
+            progress.step(epoch, batch_loss)
+    test_accuracy = accuracy(noisy.model, data.test_x, data.test_y)
+    return EpochRecord(epoch + 1, total_loss / seen, correct / seen, test_accuracy, lr,
+                       time.perf_counter() - started)
