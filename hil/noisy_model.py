@@ -209,7 +209,7 @@ class NoisyModel(nn.Module):
 
     def _resolve(self) -> None:
         plan = self._noise.resolve(self.sites)
-        self._shared_calls = [SiteCall(s.index, s.name, s.kind, n) for s, n in zip(self.sites, plan)]
+        self._shared_calls = [SiteCall(s.index, s.name, s.kind, n) for s, n in zip(self.sites, plan, strict=True)]
         self._owned_calls = [replace(c, owns_output=True) for c in self._shared_calls]
 
     def retrace(self, *example_args: Any, **example_kwargs: Any) -> tuple[Site, ...]:
