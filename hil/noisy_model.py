@@ -46,6 +46,15 @@ def _is_fresh(result: torch.Tensor, args: Sequence[Any]) -> bool:
     return result._base is None and not any(result is a for a in args)
 
 
+def _same_values(output: torch.Tensor, last: torch.Tensor | None) -> bool:
+    """True when ``output`` is the last site's tensor or a reshaped view of it (Flatten is no site)."""
+    if last is None:
+        return False
+    return output is last or (
+        output.data_ptr() == last.data_ptr() and output.numel() == last.numel() and output.dtype == last.dtype
+    )
+
+
 class _Recorder:
     """Records the site table during a clean tracing run."""
 
@@ -226,9 +235,8 @@ class NoisyModel(nn.Module):
                 recorder.add("input", "input", "input", x)
                 with _InterceptMode(recorder.handle):
                     output = self.model(*example_args, **example_kwargs)
-                if not (isinstance(output, torch.Tensor) and output is recorder.last_output):
-                    if isinstance(output, torch.Tensor):
-                        recorder.add("output", "output", "output", output)
+                if isinstance(output, torch.Tensor) and not _same_values(output, recorder.last_output):
+                    recorder.add("output", "output", "output", output)
         finally:
             recorder.remove_hooks()
             for module, training in flags:

@@ -76,8 +76,10 @@ def _site_functions() -> dict[Callable[..., object], str]:
         F.mish, F.hardtanh, F.hardtanh_, F.hardswish, F.hardsigmoid, F.softplus,
         torch.sigmoid, torch.Tensor.sigmoid, torch.tanh, torch.Tensor.tanh,
     ]
-    pools = [F.max_pool1d, F.max_pool2d, F.max_pool3d, F.adaptive_max_pool1d,
-             F.adaptive_max_pool2d, F.adaptive_max_pool3d]
+    pools = [F.max_pool1d, F.max_pool2d, F.max_pool3d, F.max_pool1d_with_indices,
+             F.max_pool2d_with_indices, F.max_pool3d_with_indices, F.adaptive_max_pool1d,
+             F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.adaptive_max_pool1d_with_indices,
+             F.adaptive_max_pool2d_with_indices, F.adaptive_max_pool3d_with_indices]
     kinds.update({fn: "act" for fn in activations})
     kinds.update({fn: "pool" for fn in pools})
     return kinds
