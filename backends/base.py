@@ -99,14 +99,6 @@ def average_executions(execute: Callable[[], torch.Tensor], repeats: int) -> tor
         raise ValueError(f"repeats must be ≥ 1, got {repeats}")
     total = execute()
     for _ in range(repeats - 1):
-        following = execute()
-        if torch.is_grad_enabled() and (total.requires_grad or following.requires_grad):
-            total = total + following
-        else:
-            total = total.add_(following) if total._version >= 0 and _fresh(total) else total + following
+        # Out of place: the backend may hand back buffers it reuses, and autograd needs the graph.
+        total = total + execute()
     return total / repeats if repeats > 1 else total
-
-
-def _fresh(tensor: torch.Tensor) -> bool:
-    """A tensor we may accumulate into in place: not a view of anything."""
-    return tensor._base is None

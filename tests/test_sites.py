@@ -242,3 +242,27 @@ def test_noise_seed_in_spec_reseeds_backend() -> None:
 def test_unknown_site_in_spec_fails_at_wrap() -> None:
     with pytest.raises(SiteError, match="no site named 'conv9'; sites are: 0:input, 1:conv1"):
         wrap(create_model("lenet5"), "sim", NoiseSpec.single("conv9", sigma_add=0.1))
+
+
+@pytest.mark.parametrize("order", ["mul-first", "add-first"])
+def test_site_executions_average_noise_down_by_r(order: str) -> None:
+    """Multi-execution through the wrapper: r executions at a site cut its noise variance by r."""
+    from hil.noise import SiteOverride
+
+    torch.manual_seed(0)
+    model = create_model("mlp")
+    x = torch.randn(2000, 1, 28, 28)
+    spec = NoiseSpec(sigma_add=0.5, sigma_mul=0.2, order=order, sites=("7:fc4",))
+    variances = []
+    for executions in (1, 4):
+        noisy = wrap(model, "sim:seed=2", spec.with_overrides(SiteOverride("7:fc4", repeats=executions))).eval()
+        assert noisy.site_noise[7].repeats == executions
+        with torch.no_grad():
+            clean = model(x)
+            error = noisy(x) - clean
+        variances.append(error.double().var().item())
+    y2 = clean.double().square().mean().item()
+    single = 0.2**2 * (y2 + (0.25 if order == "add-first" else 0.0)) + 0.25
+    tolerance = 4 * math.sqrt(2 / error.numel()) * single  # generous: y varies across elements
+    assert abs(variances[0] - single) < 2 * tolerance
+    assert abs(variances[1] - single / 4) < 2 * tolerance / 4
