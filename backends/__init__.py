@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hil.backends.spec import VALID_FORMS, BackendSpec, parse_backend_spec
-
 from hil.errors import UnknownNameError
 from hil.registry import Registry
 

@@ -19,8 +19,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from hil.backends.base import ConvParams, SiteCall, digital_conv
 
+from hil.backends.base import ConvParams, SiteCall, digital_conv
 from hil.noise import SiteNoise
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
+
 from hil.backends.gaussian import GaussianBackend
 from hil.backends.spec import BackendSpec
-
 from hil.errors import BackendUnavailableError
 
 

@@ -46,6 +46,8 @@ def parse_backend_spec(text: str) -> BackendSpec:
     Raises:
         ConfigError: Malformed spec; the message lists the valid forms.
     """
+    if not isinstance(text, str):
+        raise ConfigError(f"backend spec must be a string, got {text!r}; valid forms: {VALID_FORMS}")
     raw = text.strip()
     name, _, rest = raw.partition(":")
     if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):

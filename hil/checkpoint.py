@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from hil._version import __version__
-from hil.errors import CheckpointError
+from hil.errors import CheckpointError, HilError
 
 FORMAT = "hil-checkpoint"
 FORMAT_VERSION = 1
@@ -185,10 +185,20 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     directory = Path(path)
     metadata = read_metadata(directory)
     spec = metadata["model"]
-    kwargs = dict(spec.get("kwargs") or {})
+    raw_kwargs = spec.get("kwargs") or {}
+    if not isinstance(raw_kwargs, dict):
+        raise CheckpointError(f"{directory / METADATA}: metadata.model.kwargs must be an object")
+    kwargs = dict(raw_kwargs)
     if "input_shape" in kwargs:
         kwargs["input_shape"] = tuple(kwargs["input_shape"])
-    model = create_model(spec["name"], **kwargs)
+    try:
+        model = create_model(spec["name"], **kwargs)
+    except HilError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{directory}: cannot rebuild model {spec['name']!r} from metadata.model.kwargs: {error}"
+        ) from None
     load_weights(model, directory / WEIGHTS)
     model.eval()
     return Checkpoint(directory, model, metadata)

@@ -170,7 +170,9 @@ def train(
                               f"may be given (got {', '.join(given) or '--config'})")
         stored = read_metadata(resume).get("training", {}).get("config") or {}
         run = TrainConfig.from_dict({**stored, **({"epochs": epochs} if epochs is not None else {})})
-        out = out or resume
+        from hil.training import run_directory
+
+        out = out or run_directory(resume)
     else:
         if out is None:
             raise ConfigError("--out is required: the directory where the checkpoint goes")

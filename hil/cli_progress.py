@@ -37,15 +37,16 @@ class RichTrainProgress:
         self._accuracy = "–"
 
     def __enter__(self) -> RichTrainProgress:
-        self._progress.start()
-        return self
+        return self  # the display starts in `start`, so early errors print no empty bar
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
-        self._progress.stop()
+        if self._task is not None:
+            self._progress.stop()
 
     def start(self, epochs: int, steps_per_epoch: int, first_epoch: int) -> None:
         self._epochs = epochs
+        self._progress.start()
         self._task = self._progress.add_task(
             self._describe(first_epoch, float("nan")), total=epochs * steps_per_epoch,
             completed=first_epoch * steps_per_epoch)

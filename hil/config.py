@@ -63,6 +63,11 @@ class TrainConfig:
         from hil.data import DATASETS
         from hil.models import MODELS
 
+        for name in ("model", "dataset", "backend"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a name (string), got {getattr(self, name)!r}")
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise ConfigError(f"data_dir must be a path (string), got {self.data_dir!r}")
         for registry, value in ((MODELS, self.model), (DATASETS, self.dataset)):
             if value not in registry:
                 raise ConfigError(
@@ -131,7 +136,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 def merge_config(file_values: Mapping[str, Any], overrides: Mapping[str, Any]) -> TrainConfig:
     """Combine TOML values with CLI overrides (None = not given); noise keys merge per key."""
     values = dict(file_values)
-    noise = dict(values.pop("noise", {}) or {})
+    raw_noise = values.pop("noise", None) or {}
+    if not isinstance(raw_noise, Mapping):
+        raise ConfigError(f"noise must be a table ([noise] in TOML), got {raw_noise!r}")
+    noise = dict(raw_noise)
     for key, value in overrides.items():
         if value is None:
             continue

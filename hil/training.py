@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -19,6 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from hil.checkpoint import (
+    METADATA,
+    OPTIMIZER,
+    WEIGHTS,
     is_checkpoint,
     load_checkpoint,
     load_optimizer_state,
@@ -105,18 +109,36 @@ def _clamp_weights(model: nn.Module) -> None:
                 module.weight.clamp_(-1.0, 1.0)
 
 
-def _check_output_dir(out: Path, overwrite: bool, resuming: bool) -> None:
+def run_directory(checkpoint: Path) -> Path:
+    """The run a checkpoint belongs to: ``RUN`` for ``RUN/epochs/epoch-NNNN``, else itself."""
+    if checkpoint.parent.name == "epochs" and checkpoint.name.startswith("epoch-"):
+        return checkpoint.parent.parent
+    return checkpoint
+
+
+def _check_output_dir(out: Path, overwrite: bool, resume_from: Path | None) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; choose a directory path")
-    if resuming or overwrite or not out.exists():
+    if resume_from is not None and out.resolve() == run_directory(resume_from).resolve():
+        return  # continuing the run in its own directory
+    if overwrite or not out.exists():
         return
     if is_checkpoint(out):
+        hint = f"--resume {out} to continue it, " if resume_from is None else ""
         raise ConfigError(
-            f"{out} already holds a checkpoint; pass --resume {out} to continue it, "
-            f"--overwrite to replace it, or choose another --out"
+            f"{out} already holds a checkpoint; pass {hint}--overwrite to replace it, or choose another --out"
         )
     if any(out.iterdir()):
         raise ConfigError(f"{out} is not empty; choose another --out or pass --overwrite")
+
+
+def _remove_old_run(out: Path) -> None:
+    """Before overwriting: drop the old run's checkpoints so no stale epoch can be resumed."""
+    for epoch_dir in sorted((out / "epochs").glob("epoch-*")):
+        if is_checkpoint(epoch_dir):
+            shutil.rmtree(epoch_dir)
+    for name in (METADATA, WEIGHTS, OPTIMIZER):
+        (out / name).unlink(missing_ok=True)
 
 
 def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | None = None,
@@ -141,7 +163,8 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
     from hil.noisy_model import wrap
 
     out = Path(out)
-    _check_output_dir(out, overwrite, resume_from is not None)
+    resume_from = None if resume_from is None else Path(resume_from)
+    _check_output_dir(out, overwrite, resume_from)
     data = load_training_data(config)
     history: list[EpochRecord] = []
     first_epoch = 0
@@ -184,6 +207,8 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
             "seed": config.seed,
         }
         steps = _steps_per_epoch(len(data.train_x), config.batch_size)
+        if overwrite and resume_from is None and out.is_dir():
+            _remove_old_run(out)
         if progress is not None:
             progress.start(config.epochs, steps, first_epoch)
         for epoch in range(first_epoch, config.epochs):
