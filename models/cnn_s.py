@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from hil.models._blocks import LayerStack, check_shape, flat_features
 from torch import nn
+
+from hil.models._blocks import LayerStack, check_shape, flat_features
 
 
 class CNNS(LayerStack):

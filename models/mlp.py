@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-from hil.models._blocks import LayerStack
 from torch import nn
 
 from hil.errors import ModelError
+from hil.models._blocks import LayerStack
 
 
 class MLP(LayerStack):
