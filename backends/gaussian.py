@@ -39,6 +39,7 @@ class GaussianBackend:
         self.seed = seed
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
+        self._scratch: dict[int, torch.Tensor] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(device={str(self.device)!r}, seed={self.seed})"
@@ -49,7 +50,8 @@ class GaussianBackend:
         self.generator.manual_seed(seed)
 
     def close(self) -> None:
-        """Nothing to release for an emulator."""
+        """Free the scratch buffers (the backend stays usable)."""
+        self._scratch.clear()
 
     def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                call: SiteCall) -> torch.Tensor:
@@ -74,8 +76,18 @@ class GaussianBackend:
 
     # -- inference: in place, one draw per element where the identity allows --------------
 
-    def _normal_like(self, y: torch.Tensor) -> torch.Tensor:
-        return torch.empty_like(y).normal_(generator=self.generator)
+    def _normal_like(self, y: torch.Tensor, mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
+        return torch.empty_like(y, memory_format=torch.contiguous_format).normal_(
+            mean, std, generator=self.generator)
+
+    def _scratch_like(self, slot: int, y: torch.Tensor) -> torch.Tensor:
+        """A reusable buffer shaped like ``y``: large fresh allocations page-fault on every call."""
+        count = y.numel()
+        buffer = self._scratch.get(slot)
+        if buffer is None or buffer.numel() < count or buffer.dtype != y.dtype or buffer.device != y.device:
+            buffer = torch.empty(count, dtype=y.dtype, device=y.device)
+            self._scratch[slot] = buffer
+        return buffer[:count].view(y.shape)
 
     def _perturb_in_place(self, y: torch.Tensor, noise: SiteNoise) -> torch.Tensor:
         if noise.order == "add-first" and noise.sigma_add and noise.sigma_mul:
@@ -83,14 +95,15 @@ class GaussianBackend:
             return y.mul_(gain).add_(offset)
         scale = 1.0 / math.sqrt(noise.repeats)
         sigma_add, sigma_mul = noise.sigma_add * scale, noise.sigma_mul * scale
-        eps = self._normal_like(y)
+        eps = self._scratch_like(0, y).normal_(generator=self.generator)
         if not sigma_mul:
             return y.add_(eps, alpha=sigma_add)
         if not sigma_add:
             return y.addcmul_(y, eps, value=sigma_mul)
         # y + sqrt(σa² + σm² y²)·ε: same distribution as y·N(1,σm²) + N(0,σa²), one draw.
-        std = torch.addcmul(y.new_full((), sigma_add * sigma_add), y, y, value=sigma_mul * sigma_mul)
-        return y.addcmul_(std.sqrt_(), eps)
+        variance = torch.addcmul(y.new_full((), sigma_add * sigma_add), y, y, value=sigma_mul * sigma_mul,
+                                 out=self._scratch_like(1, y))
+        return y.addcmul_(variance.sqrt_(), eps)
 
     # -- training: the paper's two-draw form, noise constant for autograd -----------------
 
@@ -102,9 +115,9 @@ class GaussianBackend:
                 scale = 1.0 / math.sqrt(noise.repeats)
                 gain = offset = None
                 if noise.sigma_mul:
-                    gain = self._normal_like(y).mul_(noise.sigma_mul * scale).add_(1.0)
+                    gain = self._normal_like(y, 1.0, noise.sigma_mul * scale)
                 if noise.sigma_add:
-                    offset = self._normal_like(y).mul_(noise.sigma_add * scale)
+                    offset = self._normal_like(y, 0.0, noise.sigma_add * scale)
         if noise.gradient == "straight-through":
             with torch.no_grad():
                 delta = _affine(y.detach(), gain, offset).sub_(y.detach())
@@ -116,8 +129,8 @@ class GaussianBackend:
         gain = torch.zeros_like(y)
         offset = torch.zeros_like(y)
         for _ in range(noise.repeats):
-            m = self._normal_like(y).mul_(noise.sigma_mul).add_(1.0)
-            a = self._normal_like(y).mul_(noise.sigma_add)
+            m = self._normal_like(y, 1.0, noise.sigma_mul)
+            a = self._normal_like(y, 0.0, noise.sigma_add)
             gain.add_(m)
             offset.addcmul_(a, m)
         if noise.repeats > 1:
@@ -127,6 +140,7 @@ class GaussianBackend:
 
 
 def _affine(y: torch.Tensor, gain: torch.Tensor | None, offset: torch.Tensor | None) -> torch.Tensor:
-    out = y if gain is None else y * gain
-    return out if offset is None else out + offset
+    if gain is None:
+        return y + offset
+    return y * gain if offset is None else torch.addcmul(offset, y, gain)
 
