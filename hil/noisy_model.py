@@ -100,11 +100,18 @@ class _Recorder:
 class _Runner:
     """Routes site operations of one forward to the backend, checking the traced sequence."""
 
-    def __init__(self, owner: NoisyModel) -> None:
+    def __init__(self, owner: NoisyModel, hook_index: int | None = None,
+                 hook: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.backend = owner.backend
         self.sites = owner.sites
-        self.owned_calls = owner._owned_calls
-        self.shared_calls = owner._shared_calls
+        if hook is None:
+            self.owned_calls = owner._owned_calls
+            self.shared_calls = owner._shared_calls
+        else:  # everything clean; the hook replaces one site's output
+            self.shared_calls = [SiteCall(s.index, s.name, s.kind) for s in self.sites]
+            self.owned_calls = self.shared_calls
+        self.hook_index = hook_index
+        self.hook = hook
         self.position = 1  # site 0 is the input
 
     def _expect(self, kind: str, func: Callable[..., Any]) -> int:
@@ -122,6 +129,13 @@ class _Runner:
     def handle(self, func: Callable[..., Any], kind: str, args: Sequence[Any],
                kwargs: dict[str, Any]) -> Any:
         index = self._expect(kind, func)
+        result = self._execute(index, func, kind, args, kwargs)
+        if index == self.hook_index and self.hook is not None:
+            return _replace_first(result, self.hook(_first_tensor(result)))
+        return result
+
+    def _execute(self, index: int, func: Callable[..., Any], kind: str, args: Sequence[Any],
+                 kwargs: dict[str, Any]) -> Any:
         if kind == "linear":
             x = args[0] if args else kwargs["input"]
             weight = _argument(args, kwargs, 1, "weight", None)
@@ -155,6 +169,8 @@ class _Runner:
                 f"the model"
             )
         if has_output_site and isinstance(output, torch.Tensor):
+            if self.hook is not None:
+                return self.hook(output) if self.hook_index == last else output
             return self.backend.perturb(output, self.shared_calls[last])
         return output
 
@@ -252,6 +268,25 @@ class NoisyModel(nn.Module):
         x = self.backend.perturb(args[0], self._shared_calls[0])
         with _InterceptMode(runner.handle):
             output = self.model(x, *args[1:], **kwargs)
+        return runner.finish(output)
+
+    def forward_with_site_hook(self, x: torch.Tensor, site: int,
+                               hook: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+        """Run clean (digitally) except that site ``site``'s output is replaced by ``hook(output)``.
+
+        The hook may change the batch size (e.g. repeat the clean activation once per noise
+        draw); the rest of the forward then runs on the larger batch. This is what makes
+        single-site sweeps cheap: the noise-free prefix is computed once. Models whose later
+        layers also read a tensor from before the site (skip connections across it) cannot
+        change the batch size in the hook.
+        """
+        if not 0 <= site < len(self.sites):
+            raise SiteError(f"site index {site} out of range: the model has {len(self.sites)} sites")
+        runner = _Runner(self, hook_index=site, hook=hook)
+        if site == 0:
+            x = hook(x)
+        with _InterceptMode(runner.handle):
+            output = self.model(x)
         return runner.finish(output)
 
 
