@@ -1,0 +1,680 @@
+"""Resumable results store for Walking Noise sweeps: one SQLite file, one row per evaluated point.
+
+A sweep evaluates many independent points ``(experiment, site, σa, σm, repeat) → accuracy``. Points are
+expensive and a sweep may be killed at any moment (even by SIGKILL), so every `ResultStore.record` is its own
+committed transaction: re-running the same command asks `ResultStore.done` (or `ResultStore.pending`) which
+points exist, computes only the others, and ends with the same numbers as an uninterrupted run. No point is lost
+except the one being computed, and none is stored twice: the table has a UNIQUE constraint on the point key and
+the first write wins.
+
+Several processes (e.g. Ray workers on one machine) may write to the same store at once: the database runs in WAL
+journal mode and every connection waits up to ``timeout`` seconds for a lock (reads included) before failing
+with a `StoreError`.
+
+Schema (version `SCHEMA_VERSION`)::
+
+    meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)
+        -- 'schema_version' (this contract never changes), 'created', 'hil_version' (of the creator)
+    experiments(id TEXT PRIMARY KEY, name TEXT, config TEXT NOT NULL, created TEXT NOT NULL)
+        -- id = config_hash(config); config is canonical JSON
+    points(id INTEGER PRIMARY KEY, experiment TEXT NOT NULL REFERENCES experiments(id),
+           site TEXT NOT NULL, sigma_add REAL NOT NULL, sigma_mul REAL NOT NULL, repeat INTEGER NOT NULL,
+           accuracy REAL NOT NULL, loss REAL, seed INTEGER NOT NULL, wall_time REAL NOT NULL,
+           hil_version TEXT NOT NULL, created TEXT NOT NULL,
+           UNIQUE(experiment, site, sigma_add, sigma_mul, repeat))
+
+Floats are stored as IEEE-754 doubles and come back bit-exactly. SQLite has no NaN, so a NaN accuracy, loss or
+wall time is stored as the text ``'NaN'`` (read back as ``float('nan')``); σ values must be finite.
+
+Example:
+    >>> with ResultStore("sweep.sqlite") as store:  # doctest: +SKIP
+    ...     exp = store.register_experiment(config, name="lenet-add")
+    ...     for key in store.pending(exp, keys):
+    ...         store.record(exp, PointResult(key, accuracy=evaluate(key), loss=None, seed=0, wall_time=1.2))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import math
+import operator
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hil._version import __version__
+from hil.errors import ConfigError, HilError
+from hil.noise import check_sigma
+
+SCHEMA_VERSION = 1
+"""Version of the on-disk schema this hil writes; a store with a newer version is refused."""
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_NAN_TEXT = "NaN"
+
+COLUMNS: tuple[str, ...] = (
+    "experiment",
+    "site",
+    "sigma_add",
+    "sigma_mul",
+    "repeat",
+    "accuracy",
+    "loss",
+    "seed",
+    "wall_time",
+    "hil_version",
+    "created",
+)
+"""Columns of `ResultStore.export_csv` and `ResultStore.export_parquet`, in order."""
+
+_SCHEMA = """
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE experiments (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    config TEXT NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE points (
+    id INTEGER PRIMARY KEY,
+    experiment TEXT NOT NULL REFERENCES experiments(id),
+    site TEXT NOT NULL,
+    sigma_add REAL NOT NULL,
+    sigma_mul REAL NOT NULL,
+    repeat INTEGER NOT NULL,
+    accuracy REAL NOT NULL,
+    loss REAL,
+    seed INTEGER NOT NULL,
+    wall_time REAL NOT NULL,
+    hil_version TEXT NOT NULL,
+    created TEXT NOT NULL,
+    UNIQUE (experiment, site, sigma_add, sigma_mul, repeat)
+);
+"""
+
+_POINT_FIELDS = "site, sigma_add, sigma_mul, repeat, accuracy, loss, seed, wall_time, hil_version, created"
+
+
+class StoreError(HilError):
+    """A results store cannot be opened, read or written (wrong file, newer schema, locked, unknown experiment)."""
+
+
+def utc_now() -> str:
+    """The current time as an ISO-8601 UTC timestamp with microseconds, e.g. ``2024-05-01T12:00:00.000000+00:00``."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _check_int(value: object, what: str, *, minimum: int = _INT64_MIN) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be an integer, got {value!r}")
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ConfigError(f"{what} must be an integer, got {value!r}") from None
+    if not minimum <= number <= _INT64_MAX:
+        raise ConfigError(f"{what} must be an integer in [{minimum}, 2**63 - 1] (SQLite INTEGER), got {value!r}")
+    return number
+
+
+def _check_float(value: object, what: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be a number, got {value!r}")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a number, got {value!r}") from None
+
+
+@dataclass(frozen=True, order=True)
+class PointKey:
+    """Identity of one sweep point within an experiment.
+
+    Attributes:
+        site: Site name like ``"3:conv2"``, or ``"global"`` for a global sweep.
+        sigma_add: σa, finite and ≥ 0 (``-0.0`` is normalised to ``0.0``).
+        sigma_mul: σm, finite and ≥ 0.
+        repeat: Index of the repetition, ≥ 0.
+
+    Raises:
+        ConfigError: Empty site, σ not finite or negative, repeat not an integer ≥ 0.
+    """
+
+    site: str
+    sigma_add: float
+    sigma_mul: float
+    repeat: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.site, str) or not self.site:
+            raise ConfigError(f"site must be a non-empty string, got {self.site!r}")
+        # `+ 0.0` turns -0.0 into 0.0, as SQLite would on storage.
+        object.__setattr__(self, "sigma_add", check_sigma(self.sigma_add, "sigma_add") + 0.0)
+        object.__setattr__(self, "sigma_mul", check_sigma(self.sigma_mul, "sigma_mul") + 0.0)
+        object.__setattr__(self, "repeat", _check_int(self.repeat, "repeat", minimum=0))
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """One evaluated point.
+
+    Attributes:
+        key: Which point.
+        accuracy: Accuracy in [0, 1] (not checked; stored exactly).
+        loss: Mean loss, or None if not computed.
+        seed: Seed of the noise draws (a signed 64-bit integer).
+        wall_time: Seconds spent evaluating the point.
+        hil_version: hil version that computed it (default: this one).
+        created: ISO-8601 UTC timestamp (default: now).
+
+    Raises:
+        ConfigError: A field of the wrong type, or a seed outside the signed 64-bit range.
+    """
+
+    key: PointKey
+    accuracy: float
+    loss: float | None
+    seed: int
+    wall_time: float
+    hil_version: str = __version__
+    created: str = field(default_factory=utc_now)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, PointKey):
+            raise ConfigError(f"key must be a PointKey, got {self.key!r}")
+        object.__setattr__(self, "accuracy", _check_float(self.accuracy, "accuracy"))
+        if self.loss is not None:
+            object.__setattr__(self, "loss", _check_float(self.loss, "loss"))
+        object.__setattr__(self, "seed", _check_int(self.seed, "seed"))
+        object.__setattr__(self, "wall_time", _check_float(self.wall_time, "wall_time"))
+        if not isinstance(self.hil_version, str) or not isinstance(self.created, str):
+            raise ConfigError("hil_version and created must be strings")
+
+
+def canonical_json(config: Mapping[str, object]) -> str:
+    """Canonical JSON of a config: sorted keys, no whitespace, no NaN/inf, non-ASCII kept.
+
+    Tuples become lists, so `ResultStore.config` returns lists. ``1`` and ``1.0`` differ.
+
+    Raises:
+        ConfigError: The config is not a mapping with string keys, or is not JSON-serialisable.
+    """
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"an experiment config must be a mapping, got {type(config).__name__}")
+    try:
+        return json.dumps(dict(config), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"experiment config is not JSON-serialisable ({exc}); use str/int/float/bool/None, lists and dicts "
+            "with string keys, and finite floats"
+        ) from None
+
+
+def config_hash(config: Mapping[str, object]) -> str:
+    """Stable short hash of an experiment config: the first 16 hex digits of the SHA-256 of its canonical JSON.
+
+    Independent of key order (at every level), of the process and of the platform.
+
+    Raises:
+        ConfigError: The config is not JSON-serialisable.
+    """
+    return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()[:16]
+
+
+def _encode_float(value: float | None) -> float | str | None:
+    return _NAN_TEXT if value is not None and math.isnan(value) else value
+
+
+def _decode_float(value: float | str | None) -> float | None:
+    return float(value) if isinstance(value, str) else value
+
+
+class ResultStore:
+    """Results of sweep points in one SQLite file (created if missing, with its parent folders).
+
+    A context manager; `close` is idempotent. One instance may be shared by threads (calls are serialised);
+    each process opens its own instance. Writes from several processes on one machine are safe.
+
+    Args:
+        path: The database file.
+        timeout: Seconds any read or write waits for another process's lock before `StoreError`.
+
+    Raises:
+        StoreError: The file is not an SQLite database, is SQLite but not a hil results store, has a newer
+            schema version (upgrade hil), is locked for longer than ``timeout``, or cannot be opened.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:
+            raise ConfigError(f"timeout must be a number of seconds ≥ 0, got {timeout!r}")
+        self._path = Path(path)
+        self._timeout = float(timeout)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._check_file()
+        try:
+            self._conn = sqlite3.connect(
+                self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open results store {self._path}: {exc}") from None
+        try:
+            with self._translate():
+                self._open()
+        except BaseException:
+            self._conn.close()
+            self._conn = None
+            raise
+
+    # ------------------------------------------------------------------ opening
+
+    def _check_file(self) -> None:
+        """Refuse a path that is not (empty or) SQLite before SQLite touches it."""
+        path = self._path
+        if path.exists():
+            if not path.is_file():
+                raise StoreError(f"results store {path} is not a file; pass the path of a .sqlite file")
+            with path.open("rb") as handle:
+                head = handle.read(len(_SQLITE_MAGIC))
+            if head and head != _SQLITE_MAGIC:
+                raise StoreError(
+                    f"{path} is not an SQLite database, so not a hil results store; pass a new file path "
+                    "(the file was left untouched)"
+                )
+        else:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the folder of results store {path}: {exc}") from None
+
+    def _open(self) -> None:
+        conn = self._connection()
+        conn.execute("PRAGMA foreign_keys = ON")
+        # Read-only checks first, so that a foreign or newer file is not modified.
+        if self._schema_version() is None:
+            self._set_wal()
+            self._create_schema()
+        elif conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            self._set_wal()
+
+    def _schema_version(self) -> int | None:
+        """Schema version of the file, None for an empty database.
+
+        Raises:
+            StoreError: SQLite but not a hil store, or a schema this hil cannot read.
+        """
+        conn = self._connection()
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return None
+        row = (
+            conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if "meta" in tables else None
+        )
+        if row is None:
+            raise StoreError(
+                f"{self._path} is an SQLite database but not a hil results store (no schema version in a 'meta' "
+                "table); pass a new file path (the file was left untouched)"
+            )
+        try:
+            version = int(row[0])
+        except ValueError:
+            raise StoreError(f"results store {self._path} has a malformed schema version {row[0]!r}") from None
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"results store {self._path} has schema version {version}, written by a newer hil; this hil "
+                f"{__version__} reads up to version {SCHEMA_VERSION}: upgrade hil (pip install -U hil)"
+            )
+        if version < 1:
+            raise StoreError(f"results store {self._path} has an invalid schema version {version}")
+        return version
+
+    def _set_wal(self) -> None:
+        """Switch to WAL, retrying while another process holds a lock (this pragma may skip the busy handler)."""
+        conn = self._connection()
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+        if str(mode).lower() != "wal":
+            raise StoreError(
+                f"cannot put results store {self._path} in WAL journal mode (got {mode!r}); put it on a local "
+                "filesystem"
+            )
+
+    def _create_schema(self) -> None:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self._schema_version() is None:  # nobody created it while we waited for the write lock
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [("schema_version", str(SCHEMA_VERSION)), ("created", utc_now()), ("hil_version", __version__)],
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------------ helpers
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"results store {self._path} is closed; open a new ResultStore")
+        return self._conn
+
+    @contextlib.contextmanager
+    def _translate(self) -> Iterator[None]:
+        """Turn sqlite3 errors into `StoreError` messages that name the fix."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if "locked" in text or "busy" in text:
+                raise StoreError(
+                    f"results store {self._path} stayed locked by another process for more than "
+                    f"{self._timeout:g} s; retry, or open it with a larger timeout= (stores on network "
+                    "filesystems such as NFS are not supported)"
+                ) from None
+            raise StoreError(f"results store {self._path}: {text}") from None
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"results store {self._path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"results store {self._path} is not a valid SQLite database ({exc}); pass a new file path"
+            ) from None
+        except sqlite3.Error as exc:
+            raise StoreError(f"results store {self._path}: {exc}") from None
+
+    @contextlib.contextmanager
+    def _use(self) -> Iterator[sqlite3.Connection]:
+        """The open connection, used by one thread at a time, with sqlite3 errors as `StoreError`."""
+        with self._lock, self._translate():
+            yield self._connection()
+
+    def _require(self, conn: sqlite3.Connection, experiment: str) -> None:
+        if conn.execute("SELECT 1 FROM experiments WHERE id = ?", (experiment,)).fetchone() is None:
+            known = [row[0] for row in conn.execute("SELECT id FROM experiments ORDER BY rowid")]
+            raise StoreError(
+                f"no experiment {experiment!r} in results store {self._path} (known: {', '.join(known) or 'none'}); "
+                "call register_experiment(config) first and use the id it returns"
+            )
+
+    @staticmethod
+    def _result(row: tuple[object, ...]) -> PointResult:
+        site, sigma_add, sigma_mul, repeat, accuracy, loss, seed, wall_time, hil_version, created = row
+        return PointResult(
+            key=PointKey(site, sigma_add, sigma_mul, repeat),  # type: ignore[arg-type]
+            accuracy=_decode_float(accuracy),  # type: ignore[arg-type]
+            loss=_decode_float(loss),  # type: ignore[arg-type]
+            seed=seed,  # type: ignore[arg-type]
+            wall_time=_decode_float(wall_time),  # type: ignore[arg-type]
+            hil_version=hil_version,  # type: ignore[arg-type]
+            created=created,  # type: ignore[arg-type]
+        )
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called."""
+        return self._conn is None
+
+    def close(self) -> None:
+        """Close the connection (idempotent). The last connection to close removes the ``-wal``/``-shm`` files."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ResultStore({str(self._path)!r}{', closed' if self.closed else ''})"
+
+    def register_experiment(self, config: Mapping[str, object], *, name: str | None = None) -> str:
+        """Register an experiment config (idempotent) and return its id, `config_hash` of ``config``.
+
+        Experiments are keyed by the hash; ``name`` is only a label, so two configs may share a name. Registering
+        an existing config again changes nothing, except that it sets the name if the experiment had none.
+
+        Raises:
+            ConfigError: ``config`` is not JSON-serialisable or ``name`` is not a string.
+            StoreError: The store is closed or locked.
+        """
+        if name is not None and not isinstance(name, str):
+            raise ConfigError(f"experiment name must be a string or None, got {name!r}")
+        text = canonical_json(config)
+        experiment = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        with self._use() as conn:
+            conn.execute(
+                "INSERT INTO experiments (id, name, config, created) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET name = excluded.name "
+                "WHERE experiments.name IS NULL AND excluded.name IS NOT NULL",
+                (experiment, name, text, utc_now()),
+            )
+        return experiment
+
+    def experiments(self) -> list[dict[str, object]]:
+        """All experiments in registration order, as dicts with keys ``id``, ``name``, ``config`` (parsed),
+        ``created`` and ``points`` (number of recorded points)."""
+        with self._use() as conn:
+            rows = conn.execute(
+                "SELECT e.id, e.name, e.config, e.created, "
+                "(SELECT COUNT(*) FROM points AS p WHERE p.experiment = e.id) "
+                "FROM experiments AS e ORDER BY e.rowid"
+            ).fetchall()
+        return [
+            {"id": id_, "name": name, "config": json.loads(config), "created": created, "points": points}
+            for id_, name, config, created, points in rows
+        ]
+
+    def config(self, experiment: str) -> dict[str, object]:
+        """The config registered under ``experiment`` (tuples come back as lists).
+
+        Raises:
+            StoreError: No such experiment.
+        """
+        with self._use() as conn:
+            self._require(conn, experiment)
+            (text,) = conn.execute("SELECT config FROM experiments WHERE id = ?", (experiment,)).fetchone()
+        return json.loads(text)
+
+    def done(self, experiment: str) -> set[PointKey]:
+        """Keys of the points of ``experiment`` already recorded.
+
+        Raises:
+            StoreError: No such experiment.
+        """
+        with self._use() as conn:
+            self._require(conn, experiment)
+            rows = conn.execute(
+                "SELECT site, sigma_add, sigma_mul, repeat FROM points WHERE experiment = ?", (experiment,)
+            ).fetchall()
+        return {PointKey(*row) for row in rows}
+
+    def pending(self, experiment: str, keys: Iterable[PointKey]) -> list[PointKey]:
+        """``keys`` not yet recorded for ``experiment``, in their order, without duplicates.
+
+        Raises:
+            StoreError: No such experiment.
+        """
+        done = self.done(experiment)
+        return [key for key in dict.fromkeys(keys) if key not in done]
+
+    def record(self, experiment: str, result: PointResult) -> bool:
+        """Store one point in its own committed transaction; return False if the point already existed.
+
+        The first write of a point wins: a duplicate (same experiment, site, σa, σm and repeat) is ignored, even
+        with other values. Floats are stored exactly.
+
+        Raises:
+            StoreError: No such experiment, or the store is closed or locked for longer than the timeout.
+        """
+        if not isinstance(result, PointResult):
+            raise ConfigError(f"record() needs a PointResult, got {type(result).__name__}")
+        key = result.key
+        params = (
+            experiment,
+            key.site,
+            key.sigma_add,
+            key.sigma_mul,
+            key.repeat,
+            _encode_float(result.accuracy),
+            _encode_float(result.loss),
+            result.seed,
+            _encode_float(result.wall_time),
+            result.hil_version,
+            result.created,
+        )
+        with self._use() as conn:
+            try:
+                cursor = conn.execute(
+                    f"INSERT INTO points (experiment, {_POINT_FIELDS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (experiment, site, sigma_add, sigma_mul, repeat) DO NOTHING",
+                    params,
+                )
+            except sqlite3.IntegrityError as exc:
+                if "FOREIGN KEY" in str(exc):
+                    self._require(conn, experiment)
+                raise
+            return cursor.rowcount == 1
+
+    def results(self, experiment: str) -> list[PointResult]:
+        """All points of ``experiment`` in a deterministic order.
+
+        Sites come in the order in which their first point was recorded (a sequential sweep records them in
+        model order; with parallel workers that order depends on scheduling, so sort by ``key`` if you need an
+        order independent of history); within a site, points are sorted by (σa, σm, repeat).
+
+        Raises:
+            StoreError: No such experiment.
+        """
+        with self._use() as conn:
+            self._require(conn, experiment)
+            rows = conn.execute(
+                "WITH first AS (SELECT site, MIN(id) AS first_id FROM points WHERE experiment = ? GROUP BY site) "
+                f"SELECT {', '.join('p.' + name.strip() for name in _POINT_FIELDS.split(','))} "
+                "FROM points AS p JOIN first AS f ON f.site = p.site WHERE p.experiment = ? "
+                "ORDER BY f.first_id, p.sigma_add, p.sigma_mul, p.repeat",
+                (experiment, experiment),
+            ).fetchall()
+        return [self._result(row) for row in rows]
+
+    def _rows(self, experiment: str | None) -> list[tuple[object, ...]]:
+        """Export rows in `COLUMNS` order: experiments in registration order, each in `results` order."""
+        if experiment is None:
+            ids = [str(entry["id"]) for entry in self.experiments()]
+        else:
+            ids = [experiment]
+        rows: list[tuple[object, ...]] = []
+        for id_ in ids:
+            for result in self.results(id_):
+                key = result.key
+                rows.append(
+                    (
+                        id_,
+                        key.site,
+                        key.sigma_add,
+                        key.sigma_mul,
+                        key.repeat,
+                        result.accuracy,
+                        result.loss,
+                        result.seed,
+                        result.wall_time,
+                        result.hil_version,
+                        result.created,
+                    )
+                )
+        return rows
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
+        """A temporary path next to ``path`` that replaces ``path`` on success (no half-written exports)."""
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            yield tmp
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise StoreError(f"cannot write {target}: {exc}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def export_csv(self, path: str | os.PathLike[str], experiment: str | None = None) -> int:
+        """Write the points of ``experiment`` (all experiments if None) to a CSV file; return the rows written.
+
+        The header is `COLUMNS`, including an ``experiment`` column (the id) in both cases. Floats are written
+        with ``repr`` so they parse back exactly; a missing loss is an empty field, NaN is ``nan``.
+
+        Raises:
+            StoreError: No such experiment, or the file cannot be written.
+        """
+        rows = self._rows(experiment)
+        with self._atomic_target(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(COLUMNS)
+            writer.writerows(rows)
+        return len(rows)
+
+    def export_parquet(self, path: str | os.PathLike[str], experiment: str | None = None) -> int:
+        """Write the points of ``experiment`` (all experiments if None) to a Parquet file; return the rows written.
+
+        Same columns as `export_csv`; floats are float64, ``repeat`` and ``seed`` int64, a missing loss is null.
+
+        Raises:
+            StoreError: pyarrow is not installed, no such experiment, or the file cannot be written.
+        """
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise StoreError(
+                "Parquet export needs pyarrow, which is not installed: pip install pyarrow (or use export_csv)"
+            ) from None
+        rows = self._rows(experiment)
+        types = {
+            "experiment": pa.string(),
+            "site": pa.string(),
+            "repeat": pa.int64(),
+            "seed": pa.int64(),
+            "hil_version": pa.string(),
+            "created": pa.string(),
+        }
+        schema = pa.schema([(name, types.get(name, pa.float64())) for name in COLUMNS])
+        table = pa.Table.from_pydict(
+            {name: [row[index] for row in rows] for index, name in enumerate(COLUMNS)}, schema=schema
+        )
+        with self._atomic_target(path) as tmp:
+            pq.write_table(table, tmp)
+        return len(rows)
