@@ -272,6 +272,13 @@ def list_registered(as_json: JsonFlag = False) -> None:
         stdout.print(f"{kind}: {', '.join(values)}")
 
 
+from hil import cli_walk  # noqa: E402 - torch-free; registers the Walking Noise verbs
+
+app.command("walk")(cli_walk.walk)
+app.command("report")(cli_walk.report)
+app.add_typer(cli_walk.results_app, name="results")
+
+
 def main() -> None:
     """Console entry point."""
     app(prog_name="hil")

@@ -1,0 +1,146 @@
+"""CLI verbs for Walking Noise: ``hil walk``, ``hil report``, ``hil results export`` (torch imported lazily)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hil.errors import ConfigError
+
+results_app = typer.Typer(help="Inspect and export Walking Noise result stores.", no_args_is_help=True,
+                          add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+def _progress_factory(console: Console) -> tuple[Any, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("points"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
+                        TimeRemainingColumn(), console=console)
+
+    def factory(total: int) -> Any:
+        progress.start()
+        task = progress.add_task("walk", total=total)
+        return lambda advance: progress.update(task, advance=advance)
+
+    return progress, factory
+
+
+def print_report(report: Any, console: Console) -> None:
+    """Rich table of per-site μ."""
+    noise = report.config.get("sweep", {}).get("noise", "add")
+    table = Table(title=f"midpoint noise level μ ({noise} noise), experiment {report.experiment}")
+    for column in ("site", "μ", "95 % interval", "fit", "χ²/dof", "note"):
+        table.add_column(column)
+    for site in report.sites:
+        fit = site.fit
+        ok = fit.status == "ok"
+        quality = f"{fit.chi2 / fit.dof:.2f}" if ok and fit.dof > 0 else "–"
+        table.add_row(site.site, f"{fit.mu:.4g}" if ok else "–",
+                      f"[{fit.mu_low:.4g}, {fit.mu_high:.4g}]" if ok else "–",
+                      fit.model if ok else fit.status, quality,
+                      "" if ok else fit.message)
+    console.print(table)
+
+
+def walk(
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Trained checkpoint, inference-only.")] = None,
+    noise: Annotated[str, typer.Option("--noise", help="add, mul or mixed.")] = "add",
+    global_sweep: Annotated[bool, typer.Option("--global", help="Same σ at all sites (global μ).")] = False,
+    sites: Annotated[str, typer.Option("--sites", help="all, or comma-separated site names/indices.")] = "all",
+    sigmas: Annotated[str | None, typer.Option(
+        "--sigmas", help="Grid: 0.1,0.5,1 or log:1e-2:1e2:17 or lin:0:2:21 (default: the paper's).")] = None,
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Noise draws per (site, σ).")] = 5,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Sweep seed.")] = 0,
+    mixed_ratio: Annotated[float, typer.Option("--mixed-ratio", help="σm/σa for --noise mixed.")] = 1.0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Test batch size.")] = 250,
+    naive: Annotated[bool, typer.Option("--naive", help="One full forward per point (no prefix cache).")] = False,
+    train_per_point: Annotated[bool, typer.Option(
+        "--train-per-point", help="Noisy-training flavour: train a network per point.")] = False,
+    model: Annotated[str | None, typer.Option("--model", help="Model for --train-per-point.")] = None,
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset for --train-per-point.")] = "mnist5k",
+    bn: Annotated[bool, typer.Option("--bn/--no-bn", help="BatchNorm variant (--train-per-point).")] = False,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs per point (--train-per-point).")] = 10,
+    data_dir: Annotated[str | None, typer.Option("--data-dir", help="Dataset folder.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Results folder (resumable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print mu.json content on stdout.")] = False,
+) -> None:
+    """Walking Noise: accuracy vs σ per site, midpoint μ with 95 % intervals (resumable)."""
+    from hil.walking.grid import default_sigmas, parse_sigmas
+    from hil.walking.sweep import SweepSpec
+    from hil.walking.walk import walk_checkpoint, walk_training
+
+    if (checkpoint is None) == (not train_per_point):
+        raise ConfigError("give either --checkpoint DIR (inference-only) or --train-per-point --model M")
+    if train_per_point and model is None:
+        raise ConfigError("--train-per-point needs --model (and --dataset)")
+    site_spec: Any = "global" if global_sweep else (
+        "all" if sites == "all" else tuple(int(s) if s.strip().isdigit() else s.strip() for s in sites.split(",")))
+    grid = parse_sigmas(sigmas) if sigmas else default_sigmas(noise, global_sweep)
+    spec = SweepSpec(noise=noise, sigmas=grid, sites=site_spec, repeats=repeats, seed=seed,
+                     mixed_ratio=mixed_ratio, batch_size=batch_size, cached_prefix=not naive)
+    err = Console(stderr=True)
+    progress, factory = _progress_factory(err)
+    try:
+        if checkpoint is not None:
+            folder = out or Path(f"{checkpoint}-walk")
+            report = walk_checkpoint(checkpoint, spec, folder, data_dir=data_dir, progress=factory)
+        else:
+            from hil.config import TrainConfig
+
+            folder = out or Path("runs") / f"walk-{model}-{dataset}"
+            base = TrainConfig(model=model, bn=bn, dataset=dataset, data_dir=data_dir, epochs=epochs)
+            report = walk_training(base, spec, folder, progress=factory)
+    finally:
+        progress.stop()
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+        return
+    print_report(report, Console())
+    Console().print(f"results: {folder / 'results.sqlite'}   μ: {folder / 'mu.json'}   plots: hil report {folder}")
+
+
+def report(
+    folder: Annotated[Path, typer.Argument(help="Folder written by hil walk --out.")],
+    experiment: Annotated[str | None, typer.Option("--experiment", help="Experiment id (default: latest).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the fits as JSON on stdout.")] = False,
+) -> None:
+    """Table and plots (PNG + SVG in FOLDER/plots) of a Walking Noise run."""
+    from hil.walking.plots import write_plots
+    from hil.walking.walk import load_report, write_mu
+
+    result = load_report(folder, experiment)
+    write_mu(result, folder)
+    paths = write_plots(result, folder / "plots")
+    if as_json:
+        sys.stdout.write(json.dumps({**result.to_dict(), "plots": [str(p) for p in paths]}, indent=2) + "\n")
+        return
+    print_report(result, Console())
+    Console().print("plots: " + ", ".join(str(p) for p in paths if p.suffix == ".png"))
+
+
+@results_app.command("export")
+def export(
+    folder: Annotated[Path, typer.Argument(help="Folder written by hil walk --out.")],
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="Write CSV here.")] = None,
+    parquet_path: Annotated[Path | None, typer.Option("--parquet", help="Write Parquet here (needs pyarrow).")] = None,
+) -> None:
+    """Export every stored point (all experiments) as CSV and/or Parquet."""
+    from hil.walking.store import ResultStore
+    from hil.walking.walk import STORE_NAME
+
+    if csv_path is None and parquet_path is None:
+        raise ConfigError("nothing to do: pass --csv PATH and/or --parquet PATH")
+    store_path = folder / STORE_NAME
+    if not store_path.is_file():
+        raise ConfigError(f"no results store at {store_path}; run hil walk --out {folder} first")
+    with ResultStore(store_path) as store:
+        for path, writer in ((csv_path, store.export_csv), (parquet_path, store.export_parquet)):
+            if path is not None:
+                rows = writer(path)
+                Console().print(f"{rows} rows → {path}")

@@ -1,0 +1,104 @@
+"""Publication-style plots of Walking Noise results (matplotlib, headless; PNG + SVG)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: never needs a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from hil.walking.walk import WalkReport  # noqa: E402
+
+_STYLE = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "savefig.dpi": 200}
+
+
+def _save(figure: plt.Figure, stem: Path) -> list[Path]:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    for path in paths:
+        figure.savefig(path, bbox_inches="tight")
+    plt.close(figure)
+    return paths
+
+
+def _sigma_label(report: WalkReport) -> str:
+    noise = report.config.get("sweep", {}).get("noise", "add")
+    return {"add": "additive σa", "mul": "multiplicative σm", "mixed": "mixed σa (σm = ratio·σa)"}[noise]
+
+
+def plot_curves(report: WalkReport, stem: Path) -> list[Path]:
+    """Accuracy vs σ per site (small multiples): mean ± SE, fitted curve, μ with its 95 % interval."""
+    count = len(report.sites)
+    columns = min(4, count)
+    rows = math.ceil(count / columns)
+    with plt.rc_context(_STYLE):
+        figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.1 * rows), squeeze=False,
+                                    sharey=True)
+        for axis in axes.flat[count:]:
+            axis.set_visible(False)
+        for axis, site in zip(axes.flat, report.sites, strict=False):
+            sigmas = np.asarray(site.sigmas)
+            log = site.fit.scale == "log"
+            shown = sigmas > 0 if log else np.ones_like(sigmas, dtype=bool)
+            axis.errorbar(sigmas[shown], np.asarray(site.mean)[shown], yerr=np.asarray(site.sem)[shown], fmt="o",
+                          ms=2.5, lw=0.8, color="0.2", capsize=1.5, label="measured")
+            if site.fit.status == "ok" and shown.any():
+                low, high = sigmas[shown].min(), sigmas[shown].max()
+                dense = np.geomspace(low, high, 300) if log else np.linspace(low, high, 300)
+                axis.plot(dense, site.fit.predict(dense), color="tab:blue", lw=1.2, label=site.fit.model)
+                axis.axvspan(site.fit.mu_low, site.fit.mu_high, color="tab:orange", alpha=0.25, lw=0)
+                axis.axvline(site.fit.mu, color="tab:orange", lw=1)
+                title = f"{site.site}   μ = {site.fit.mu:.3g}"
+            else:
+                title = f"{site.site}   ({site.fit.status})"
+            if log:
+                axis.set_xscale("log")
+            axis.set_title(title, fontsize=8)
+            axis.set_ylim(0, 1.02)
+        for axis in axes[-1]:
+            axis.set_xlabel(_sigma_label(report))
+        for axis in axes[:, 0]:
+            axis.set_ylabel("test accuracy")
+        figure.tight_layout()
+        return _save(figure, stem)
+
+
+def plot_mu(report: WalkReport, stem: Path) -> list[Path]:
+    """Midpoint μ per site with 95 % intervals (log axis); sites without a transition are marked."""
+    sites = [s for s in report.sites if s.site != "global"]
+    with plt.rc_context(_STYLE):
+        figure, axis = plt.subplots(figsize=(max(4.0, 0.45 * len(sites) + 1.5), 3.0))
+        positions = np.arange(len(sites))
+        for position, site in zip(positions, sites, strict=True):
+            fit = site.fit
+            if fit.status == "ok":
+                axis.bar(position, fit.mu, color="tab:blue", width=0.7)
+                axis.errorbar(position, fit.mu, yerr=[[fit.mu - fit.mu_low], [fit.mu_high - fit.mu]], fmt="none",
+                              ecolor="0.1", lw=1, capsize=2)
+            else:
+                axis.annotate("no\ntransition" if fit.status == "no-transition" else "fit\nfailed",
+                              (position, 0.5), xycoords=("data", "axes fraction"), ha="center", fontsize=6,
+                              color="tab:red")
+        axis.set_xticks(positions, [s.site for s in sites], rotation=60, ha="right")
+        if any(s.fit.status == "ok" and s.fit.mu > 0 for s in sites):
+            axis.set_yscale("log")
+        axis.set_ylabel(f"midpoint μ ({_sigma_label(report)})")
+        global_fit = next((s.fit for s in report.sites if s.site == "global"), None)
+        if global_fit is not None and global_fit.status == "ok":
+            axis.axhline(global_fit.mu, color="tab:orange", lw=1, ls="--", label=f"global μ = {global_fit.mu:.3g}")
+            axis.legend(frameon=False)
+        figure.tight_layout()
+        return _save(figure, stem)
+
+
+def write_plots(report: WalkReport, folder: Path) -> list[Path]:
+    """All plots of a report into ``folder``; returns the files written."""
+    paths = plot_curves(report, folder / "curves")
+    if any(s.site != "global" for s in report.sites):
+        paths += plot_mu(report, folder / "mu")
+    return paths

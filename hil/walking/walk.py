@@ -1,0 +1,167 @@
+"""Walking Noise runs: sweep into a resumable store, fit μ per site, write ``mu.json``.
+
+Output folder layout::
+
+    OUT/results.sqlite   every point (resumable; rerun the same command to continue)
+    OUT/mu.json          per-site midpoint μ with 95 % interval, fit status (latest experiment)
+    OUT/plots/           written by `hil report`
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hil.errors import ConfigError
+from hil.walking.fit import CurveFit, fit_midpoint, summarize_repeats
+from hil.walking.store import ResultStore
+from hil.walking.sweep import GLOBAL, SweepSpec
+
+STORE_NAME = "results.sqlite"
+MU_NAME = "mu.json"
+ProgressFactory = Callable[[int], Callable[[int], None]]
+
+
+@dataclass(frozen=True)
+class SiteFit:
+    """The fitted accuracy-vs-σ curve of one site (or the global sweep)."""
+
+    site: str
+    sigmas: tuple[float, ...]
+    mean: tuple[float, ...]
+    sem: tuple[float, ...]
+    fit: CurveFit
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"site": self.site, "sigmas": list(self.sigmas), "mean": list(self.mean), "sem": list(self.sem),
+                **self.fit.to_dict()}
+
+
+@dataclass(frozen=True)
+class WalkReport:
+    """Per-site fits of one experiment."""
+
+    experiment: str
+    config: dict[str, Any]
+    sites: tuple[SiteFit, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the content of ``mu.json``)."""
+        return {"experiment": self.experiment, "config": self.config, "sites": [s.to_dict() for s in self.sites]}
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _open_store(out: str | os.PathLike[str]) -> ResultStore:
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--out {folder} is a file; choose a directory")
+    folder.mkdir(parents=True, exist_ok=True)
+    return ResultStore(folder / STORE_NAME)
+
+
+def walk_checkpoint(checkpoint: str | os.PathLike[str], spec: SweepSpec, out: str | os.PathLike[str], *,
+                    data_dir: str | None = None, progress: ProgressFactory | None = None) -> WalkReport:
+    """Inference-only Walking Noise on a trained checkpoint; resumable through ``out``.
+
+    Raises:
+        HilError: Bad checkpoint, sites or grid.
+    """
+    from hil.checkpoint import WEIGHTS, load_checkpoint
+    from hil.evaluation_job import load_checkpoint_data
+    from hil.noisy_model import wrap
+    from hil.walking.sweep import InferenceSweep
+
+    loaded = load_checkpoint(checkpoint)
+    data = load_checkpoint_data(loaded.metadata, data_dir)
+    sweep = InferenceSweep(wrap(loaded.model, "sim"), data.test_x, data.test_y, spec)
+    config = {"kind": "inference", "checkpoint": str(Path(checkpoint).resolve()),
+              "weights": _file_digest(Path(checkpoint) / WEIGHTS), "dataset": data.name,
+              "num_classes": data.num_classes, "test_samples": len(data.test_y), "sweep": spec.to_dict()}
+    with _open_store(out) as store:
+        experiment = store.register_experiment(config, name=f"walk {Path(checkpoint).name}")
+        sweep.run(store, experiment, progress(len(sweep.points)) if progress else None)
+        report = fit_experiment(store, experiment)
+    write_mu(report, out)
+    return report
+
+
+def walk_training(base: Any, spec: SweepSpec, out: str | os.PathLike[str], *,
+                  progress: ProgressFactory | None = None) -> WalkReport:
+    """Noisy-training Walking Noise: one training per point; resumable through ``out``."""
+    from hil.walking.sweep_training import TrainingSweep
+
+    sweep = TrainingSweep(base, spec)
+    config = {"kind": "train", "train": base.to_dict(), "num_classes": None, "sweep": spec.to_dict()}
+    from hil.training import load_training_data
+
+    data = load_training_data(base)
+    config["num_classes"] = data.num_classes
+    config["test_samples"] = len(data.test_y)
+    with _open_store(out) as store:
+        experiment = store.register_experiment(config, name=f"walk-train {base.model}")
+        sweep.run(store, experiment, progress(len(sweep.points)) if progress else None)
+        report = fit_experiment(store, experiment)
+    write_mu(report, out)
+    return report
+
+
+def fit_experiment(store: ResultStore, experiment: str) -> WalkReport:
+    """Fit μ for every site of ``experiment`` from its stored points (sites in first-recorded order)."""
+    config = store.config(experiment)
+    sweep = config.get("sweep", {})
+    noise = sweep.get("noise", "add")
+    scale = "linear" if noise == "mul" else "log"
+    by_site: dict[str, list[tuple[float, float]]] = {}
+    for result in store.results(experiment):
+        sigma = result.key.sigma_mul if noise == "mul" else result.key.sigma_add
+        by_site.setdefault(result.key.site, []).append((sigma, result.accuracy))
+    fits = []
+    for site, rows in by_site.items():
+        sigmas, mean, sem = summarize_repeats([r[0] for r in rows], [r[1] for r in rows])
+        fit = fit_midpoint(sigmas, mean, sem, num_classes=int(config.get("num_classes") or 10), scale=scale,
+                           n_samples=config.get("test_samples"))
+        fits.append(SiteFit(site, tuple(map(float, sigmas)), tuple(map(float, mean)), tuple(map(float, sem)), fit))
+    fits.sort(key=lambda f: (f.site == GLOBAL, int(f.site.split(":")[0]) if f.site[0].isdigit() else 0))
+    return WalkReport(experiment, config, tuple(fits))
+
+
+def write_mu(report: WalkReport, out: str | os.PathLike[str]) -> Path:
+    """Write ``OUT/mu.json`` atomically."""
+    path = Path(out) / MU_NAME
+    temp = path.with_suffix(".json.tmp")
+    temp.write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n")
+    os.replace(temp, path)
+    return path
+
+
+def load_report(out: str | os.PathLike[str], experiment: str | None = None) -> WalkReport:
+    """Re-fit an experiment (default: the most recent) from ``OUT/results.sqlite``.
+
+    Raises:
+        ConfigError: No results store or no experiments in it.
+    """
+    path = Path(out) / STORE_NAME
+    if not path.is_file():
+        raise ConfigError(f"no Walking Noise results in {out} (expected {path}); run hil walk --out {out} first")
+    with ResultStore(path) as store:
+        experiments = store.experiments()
+        if not experiments:
+            raise ConfigError(f"{path} holds no experiments; run hil walk --out {out} first")
+        chosen = experiment or str(experiments[-1]["id"])
+        if chosen not in {str(e["id"]) for e in experiments}:
+            ids = ", ".join(str(e["id"]) for e in experiments)
+            raise ConfigError(f"no experiment {chosen!r} in {path}; experiments: {ids}")
+        return fit_experiment(store, chosen)

@@ -1,0 +1,122 @@
+"""The sweep engine: cached-prefix equals naive, resumability, grids, CLI verbs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from hil.cli import app
+from hil.config import TrainConfig
+from hil.errors import ConfigError
+from hil.models import create_model
+from hil.noisy_model import wrap
+from hil.training import train
+from hil.walking.grid import default_sigmas, parse_sigmas
+from hil.walking.store import ResultStore
+from hil.walking.sweep import InferenceSweep, SweepSpec, point_seed
+from hil.walking.walk import load_report, walk_checkpoint
+
+
+@pytest.fixture(scope="module")
+def lenet_and_data() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model = create_model("lenet5", bn=True).eval()
+    x = torch.randn(60, 1, 28, 28)
+    y = model(x).argmax(dim=1)  # labels the clean model gets right: accuracy 1 at σ = 0
+    return model, x, y
+
+
+@pytest.mark.parametrize("noise", ["add", "mul", "mixed"])
+def test_cached_prefix_gives_the_same_accuracies_as_naive(lenet_and_data, noise: str) -> None:  # noqa: ANN001
+    model, x, y = lenet_and_data
+    spec = SweepSpec(noise=noise, sigmas=(0.0, 0.3, 1.0, 3.0), sites="all", repeats=2, batch_size=25)
+    sweep = InferenceSweep(wrap(model, "sim"), x, y, spec)
+    assert len(sweep.points) == 16 * 4 * 2
+    for site_index in (0, 1, 5, 9, 15):
+        group = [p for p in sweep.points if p.site_index == site_index]
+        stacked = sweep.evaluate_stacked(group)
+        naive = [sweep.evaluate_naive(p) for p in group]
+        assert [a for a, _ in stacked] == [a for a, _ in naive]
+        assert [lo for _, lo in stacked] == pytest.approx([lo for _, lo in naive], rel=1e-4)
+    assert sweep.evaluate_naive(group[0])[0] == 1.0  # σ = 0: the clean labels
+
+
+def test_points_have_distinct_reproducible_seeds() -> None:
+    seeds = {point_seed(0, site, sigma, repeat) for site in range(-1, 5) for sigma in (0.0, 0.1, 1.0)
+             for repeat in range(3)}
+    assert len(seeds) == 6 * 3 * 3
+    assert point_seed(1, 2, 0.5, 1) == point_seed(1, 2, 0.5, 1) != point_seed(2, 2, 0.5, 1)
+
+
+def test_grids() -> None:
+    assert len(default_sigmas("add", global_sweep=True)) == 17
+    assert len(default_sigmas("add", global_sweep=False)) == 49
+    assert default_sigmas("mul", global_sweep=False)[:2] == (0.0, 0.1)
+    assert parse_sigmas("1,0.1,0.5") == (0.1, 0.5, 1.0)
+    assert parse_sigmas("log:1e-2:1e2:5") == pytest.approx((0.01, 0.1, 1.0, 10.0, 100.0))
+    for bad in ("", "a,b", "log:0:1:3", "lin:2:1:3", "-1,2", "nan"):
+        with pytest.raises(ConfigError):
+            parse_sigmas(bad)
+
+
+@pytest.fixture(scope="module")
+def mlp_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("walk") / "mlp"
+    train(TrainConfig(model="mlp", dataset="digits", epochs=3), out, keep_epochs=False)
+    return out
+
+
+def test_walk_resumes_without_recomputing(mlp_checkpoint: Path, tmp_path: Path) -> None:
+    spec = SweepSpec(noise="add", sigmas=(0.1, 1.0, 3.0, 10.0, 30.0), sites=("1:fc1", "7:fc4"), repeats=2)
+    first = walk_checkpoint(mlp_checkpoint, spec, tmp_path / "w")
+    with ResultStore(tmp_path / "w" / "results.sqlite") as store:
+        assert len(store.results(first.experiment)) == 2 * 5 * 2
+    calls: list[int] = []
+    again = walk_checkpoint(mlp_checkpoint, spec, tmp_path / "w", progress=lambda total: calls.append)
+    assert again.experiment == first.experiment
+    assert calls == [20]  # everything reported done up front, nothing run
+    assert [s.mean for s in again.sites] == [s.mean for s in first.sites]
+    saved = json.loads((tmp_path / "w" / "mu.json").read_text())
+    assert [s["site"] for s in saved["sites"]] == ["1:fc1", "7:fc4"]
+    assert load_report(tmp_path / "w").experiment == first.experiment
+
+
+def test_cli_walk_report_and_export(mlp_checkpoint: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "walk"
+    result = runner.invoke(app, ["walk", "--checkpoint", str(mlp_checkpoint), "--sigmas", "log:1e-2:1e2:9",
+                                 "--repeats", "2", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert len(data["sites"]) == 8
+    assert all(site["status"] in ("ok", "no-transition", "failed") for site in data["sites"])
+    result = runner.invoke(app, ["walk", "--checkpoint", str(mlp_checkpoint), "--global", "--sigmas",
+                                 "log:1e-2:1e2:9", "--repeats", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "global" in result.stdout
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "plots" / "curves.png").is_file() and (out / "plots" / "curves.svg").is_file()
+    result = runner.invoke(app, ["results", "export", str(out), "--csv", str(tmp_path / "points.csv")])
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "points.csv").read_text().splitlines()
+    assert len(lines) == 1 + 8 * 9 * 2 + 9 * 2
+
+
+def test_cli_walk_errors(tmp_path: Path, mlp_checkpoint: Path) -> None:
+    runner = CliRunner()
+    for args, message in [
+        (["walk"], "give either --checkpoint"),
+        (["walk", "--checkpoint", str(mlp_checkpoint), "--noise", "loud"], "noise must be one of add, mul, mixed"),
+        (["walk", "--checkpoint", str(mlp_checkpoint), "--sites", "conv9"], "no site named 'conv9'"),
+        (["walk", "--checkpoint", str(mlp_checkpoint), "--sigmas", "log:0:1:3"], "log grid needs LOW > 0"),
+        (["report", str(tmp_path)], "no Walking Noise results"),
+        (["results", "export", str(tmp_path), "--csv", str(tmp_path / "x.csv")], "no results store"),
+    ]:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert message in result.stderr, (args, result.stderr)
