@@ -10,6 +10,7 @@ import gzip
 import math
 import os
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -188,53 +189,34 @@ def _load(
     return normalised(name, train_x, train_y, test_x, test_y, NUM_CLASSES)
 
 
-def load_mnist(
-    *,
-    data_dir: str | os.PathLike[str] | None = None,
-    seed: int = 0,
-    input_shape: tuple[int, ...] | None = None,
-    num_classes: int | None = None,
-) -> Dataset:
-    """Load MNIST (official 60k/10k split) from the IDX files in ``data_dir``.
+def _idx_loader(name: str, subfolder: str, title: str) -> Callable[..., Dataset]:
+    """A loader for one IDX dataset (MNIST and FashionMNIST share the format and layout)."""
+
+    def load(
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        seed: int = 0,
+        input_shape: tuple[int, ...] | None = None,
+        num_classes: int | None = None,
+    ) -> Dataset:
+        del seed  # the official split is fixed
+        return _load(name, subfolder, data_dir, input_shape, num_classes)
+
+    load.__name__ = load.__qualname__ = f"load_{name}"
+    load.__doc__ = f"""Load {title} (official 60k/10k split) from the IDX files in ``data_dir``.
 
     Args:
-        data_dir: Folder with the four IDX files, directly or under ``MNIST/raw``.
+        data_dir: Folder with the four IDX files, directly or under ``{subfolder}/raw``.
         seed: Unused: the official split is fixed.
         input_shape: Must be None or ``(1, 28, 28)``.
         num_classes: Must be None or 10.
-
-    Returns:
-        Images of shape ``(1, 28, 28)``, 10 classes.
 
     Raises:
         DataError: ``data_dir`` is None or lacks files, or a file is malformed.
         ConfigError: ``input_shape`` or ``num_classes`` differ from the dataset's.
     """
-    del seed  # official split
-    return _load("mnist", "MNIST", data_dir, input_shape, num_classes)
+    return load
 
 
-def load_fashionmnist(
-    *,
-    data_dir: str | os.PathLike[str] | None = None,
-    seed: int = 0,
-    input_shape: tuple[int, ...] | None = None,
-    num_classes: int | None = None,
-) -> Dataset:
-    """Load FashionMNIST (official 60k/10k split) from the IDX files in ``data_dir``.
-
-    Args:
-        data_dir: Folder with the four IDX files, directly or under ``FashionMNIST/raw``.
-        seed: Unused: the official split is fixed.
-        input_shape: Must be None or ``(1, 28, 28)``.
-        num_classes: Must be None or 10.
-
-    Returns:
-        Images of shape ``(1, 28, 28)``, 10 classes.
-
-    Raises:
-        DataError: ``data_dir`` is None or lacks files, or a file is malformed.
-        ConfigError: ``input_shape`` or ``num_classes`` differ from the dataset's.
-    """
-    del seed  # official split
-    return _load("fashionmnist", "FashionMNIST", data_dir, input_shape, num_classes)
+load_mnist = _idx_loader("mnist", "MNIST", "MNIST")
+load_fashionmnist = _idx_loader("fashionmnist", "FashionMNIST", "FashionMNIST")
