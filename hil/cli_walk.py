@@ -48,6 +48,27 @@ def print_report(report: Any, console: Console) -> None:
     console.print(table)
 
 
+def print_weight_table(checkpoint: Path, console: Console) -> None:
+    """Mean |w| per Linear/Conv layer of the walked checkpoint (large weights ⇒ robust sites)."""
+    from hil.checkpoint import load_checkpoint
+    from hil.errors import HilError
+
+    try:
+        model = load_checkpoint(checkpoint).model
+    except HilError as error:
+        console.print(f"(weight table skipped: {error})")
+        return
+    table = Table(title="weight magnitudes")
+    for column in ("layer", "shape", "mean |w|", "max |w|"):
+        table.add_column(column)
+    for name, parameter in model.named_parameters():
+        if name.endswith("weight") and parameter.dim() > 1:
+            magnitude = parameter.detach().abs()
+            table.add_row(name.removesuffix(".weight"), "×".join(map(str, parameter.shape)),
+                          f"{magnitude.mean().item():.4f}", f"{magnitude.max().item():.4f}")
+    console.print(table)
+
+
 def walk(
     checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="Trained checkpoint, inference-only.")] = None,
     noise: Annotated[str, typer.Option("--noise", help="add, mul or mixed.")] = "add",
@@ -68,6 +89,10 @@ def walk(
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs per point (--train-per-point).")] = 10,
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Dataset folder.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Results folder (resumable).")] = None,
+    adaptive: Annotated[bool, typer.Option(
+        "--adaptive", help="Adaptive σ design per site (add/mixed): bracket, then refine around μ.")] = False,
+    target_width: Annotated[float, typer.Option(
+        "--target-width", help="--adaptive: stop at a 95 % μ interval this many decades wide.")] = 0.1,
     as_json: Annotated[bool, typer.Option("--json", help="Print mu.json content on stdout.")] = False,
 ) -> None:
     """Walking Noise: accuracy vs σ per site, midpoint μ with 95 % intervals (resumable)."""
@@ -77,6 +102,8 @@ def walk(
 
     if (checkpoint is None) == (not train_per_point):
         raise ConfigError("give either --checkpoint DIR (inference-only) or --train-per-point --model M")
+    if adaptive and train_per_point:
+        raise ConfigError("--adaptive works with --checkpoint (inference-only) walks")
     if train_per_point and model is None:
         raise ConfigError("--train-per-point needs --model (and --dataset)")
     site_spec: Any = "global" if global_sweep else (
@@ -89,7 +116,12 @@ def walk(
     try:
         if checkpoint is not None:
             folder = out or Path(f"{checkpoint}-walk")
-            report = walk_checkpoint(checkpoint, spec, folder, data_dir=data_dir, progress=factory)
+            plan = None
+            if adaptive:
+                from hil.walking.adaptive import AdaptivePlan
+
+                plan = AdaptivePlan(target_width=target_width)
+            report = walk_checkpoint(checkpoint, spec, folder, data_dir=data_dir, progress=factory, adaptive=plan)
         else:
             from hil.config import TrainConfig
 
@@ -121,6 +153,8 @@ def report(
         sys.stdout.write(json.dumps({**result.to_dict(), "plots": [str(p) for p in paths]}, indent=2) + "\n")
         return
     print_report(result, Console())
+    if result.config.get("kind") == "inference":
+        print_weight_table(Path(str(result.config["checkpoint"])), Console())
     Console().print("plots: " + ", ".join(str(p) for p in paths if p.suffix == ".png"))
 
 

@@ -213,10 +213,15 @@ class InferenceSweep:
 
     def run(self, store: ResultStore, experiment: str, progress: ProgressCallback | None = None) -> int:
         """Evaluate every point not yet in ``store``; record each as it finishes. Returns points run."""
+        return self.run_points(self.points, store, experiment, progress)
+
+    def run_points(self, points: list[SweepPoint], store: ResultStore, experiment: str,
+                   progress: ProgressCallback | None = None) -> int:
+        """Evaluate those of ``points`` not yet in ``store``, recording each. Returns points run."""
         done = store.done(experiment)
-        pending = [p for p in self.points if p.key not in done]
-        if progress is not None and len(pending) < len(self.points):
-            progress(len(self.points) - len(pending))
+        pending = [p for p in points if p.key not in done]
+        if progress is not None and len(pending) < len(points):
+            progress(len(points) - len(pending))
         ran = 0
         for group in self._groups(pending):
             started = time.perf_counter()

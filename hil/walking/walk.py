@@ -73,8 +73,12 @@ def _open_store(out: str | os.PathLike[str]) -> ResultStore:
 
 
 def walk_checkpoint(checkpoint: str | os.PathLike[str], spec: SweepSpec, out: str | os.PathLike[str], *,
-                    data_dir: str | None = None, progress: ProgressFactory | None = None) -> WalkReport:
+                    data_dir: str | None = None, progress: ProgressFactory | None = None,
+                    adaptive: Any = None) -> WalkReport:
     """Inference-only Walking Noise on a trained checkpoint; resumable through ``out``.
+
+    With ``adaptive`` (an `AdaptivePlan`) each site gets an adaptive σ design instead of the
+    fixed grid ``spec.sigmas``.
 
     Raises:
         HilError: Bad checkpoint, sites or grid.
@@ -90,9 +94,20 @@ def walk_checkpoint(checkpoint: str | os.PathLike[str], spec: SweepSpec, out: st
     config = {"kind": "inference", "checkpoint": str(Path(checkpoint).resolve()),
               "weights": _file_digest(Path(checkpoint) / WEIGHTS), "dataset": data.name,
               "num_classes": data.num_classes, "test_samples": len(data.test_y), "sweep": spec.to_dict()}
+    if adaptive is not None:
+        if spec.noise == "mul" or spec.is_global:
+            raise ConfigError("--adaptive supports per-site add and mixed noise (log σ); drop --adaptive")
+        config["adaptive"] = adaptive.to_dict()
     with _open_store(out) as store:
         experiment = store.register_experiment(config, name=f"walk {Path(checkpoint).name}")
-        sweep.run(store, experiment, progress(len(sweep.points)) if progress else None)
+        if adaptive is None:
+            sweep.run(store, experiment, progress(len(sweep.points)) if progress else None)
+        else:
+            from hil.walking.adaptive import AdaptiveWalk
+
+            walker = AdaptiveWalk(sweep, adaptive, data.num_classes, len(data.test_y))
+            for index in sorted({p.site_index for p in sweep.points}):
+                walker.run_site(index, store, experiment)
         report = fit_experiment(store, experiment)
     write_mu(report, out)
     return report

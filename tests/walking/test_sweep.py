@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,7 @@ def test_cli_walk_report_and_export(mlp_checkpoint: Path, tmp_path: Path) -> Non
     assert "global" in result.stdout
     result = runner.invoke(app, ["report", str(out)])
     assert result.exit_code == 0, result.output
+    assert "weight magnitudes" in result.stdout and "fc1" in result.stdout
     assert (out / "plots" / "curves.png").is_file() and (out / "plots" / "curves.svg").is_file()
     result = runner.invoke(app, ["results", "export", str(out), "--csv", str(tmp_path / "points.csv")])
     assert result.exit_code == 0, result.output
@@ -120,3 +122,31 @@ def test_cli_walk_errors(tmp_path: Path, mlp_checkpoint: Path) -> None:
         result = runner.invoke(app, args)
         assert result.exit_code == 1, (args, result.output)
         assert message in result.stderr, (args, result.stderr)
+
+
+def test_adaptive_walk_uses_fewer_points_and_agrees_with_the_grid(mlp_checkpoint: Path, tmp_path: Path) -> None:
+    from hil.walking.adaptive import AdaptivePlan, interval_decades
+
+    sites = ("1:fc1", "7:fc4")
+    full = walk_checkpoint(mlp_checkpoint, SweepSpec(sigmas=parse_sigmas("log:1e-2:1e3:21"), sites=sites,
+                                                     repeats=4), tmp_path / "full")
+    plan = AdaptivePlan(low=1e-2, high=1e3, target_width=0.15, max_rounds=4)
+    adaptive = walk_checkpoint(mlp_checkpoint, SweepSpec(sigmas=(1e-2, 1e3), sites=sites), tmp_path / "adaptive",
+                               adaptive=plan)
+    with ResultStore(tmp_path / "adaptive" / "results.sqlite") as store:
+        used = len(store.results(adaptive.experiment))
+    assert used < 2 * 21 * 4
+    for a, b in zip(full.sites, adaptive.sites, strict=True):
+        assert a.fit.status == b.fit.status == "ok"
+        assert interval_decades(b.fit) < 0.3
+        assert abs(math.log10(b.fit.mu / a.fit.mu)) < 0.15  # same midpoint within ~40 %
+    saved = json.loads((tmp_path / "adaptive" / "mu.json").read_text())
+    assert saved["config"]["adaptive"]["target_width"] == 0.15
+
+
+def test_adaptive_rejects_multiplicative_noise(mlp_checkpoint: Path, tmp_path: Path) -> None:
+    from hil.walking.adaptive import AdaptivePlan
+
+    with pytest.raises(ConfigError, match="--adaptive supports per-site add and mixed"):
+        walk_checkpoint(mlp_checkpoint, SweepSpec(noise="mul", sigmas=(0.0, 2.0)), tmp_path / "x",
+                        adaptive=AdaptivePlan())
