@@ -41,7 +41,7 @@ def print_report(report: Any, console: Console) -> None:
         fit = site.fit
         ok = fit.status == "ok"
         quality = f"{fit.chi2 / fit.dof:.2f}" if ok and fit.dof > 0 else "–"
-        table.add_row(site.site, f"{fit.mu:.4g}" if ok else "–",
+        table.add_row(site.label, f"{fit.mu:.4g}" if ok else "–",
                       f"[{fit.mu_low:.4g}, {fit.mu_high:.4g}]" if ok else "–",
                       fit.model if ok else fit.status, quality,
                       "" if ok else fit.message)
@@ -89,6 +89,9 @@ def walk(
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs per point (--train-per-point).")] = 10,
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Dataset folder.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Results folder (resumable).")] = None,
+    heatmap: Annotated[bool, typer.Option(
+        "--heatmap", help="Mixed noise on a σa × σm grid (σa from --sigmas, σm from --mul-sigmas).")] = False,
+    mul_sigmas: Annotated[str, typer.Option("--mul-sigmas", help="σm grid for --heatmap.")] = "lin:0:1:6",
     adaptive: Annotated[bool, typer.Option(
         "--adaptive", help="Adaptive σ design per site (add/mixed): bracket, then refine around μ.")] = False,
     target_width: Annotated[float, typer.Option(
@@ -108,9 +111,12 @@ def walk(
         raise ConfigError("--train-per-point needs --model (and --dataset)")
     site_spec: Any = "global" if global_sweep else (
         "all" if sites == "all" else tuple(int(s) if s.strip().isdigit() else s.strip() for s in sites.split(",")))
+    if heatmap and sigmas is None:
+        sigmas = "log:1e-2:1e2:9"  # the full per-site grid × σm would be hundreds of σ pairs per site
     grid = parse_sigmas(sigmas) if sigmas else default_sigmas(noise, global_sweep)
     spec = SweepSpec(noise=noise, sigmas=grid, sites=site_spec, repeats=repeats, seed=seed,
-                     mixed_ratio=mixed_ratio, batch_size=batch_size, cached_prefix=not naive)
+                     mixed_ratio=mixed_ratio, batch_size=batch_size, cached_prefix=not naive,
+                     mul_sigmas=parse_sigmas(mul_sigmas) if heatmap else ())
     err = Console(stderr=True)
     progress, factory = _progress_factory(err)
     try:

@@ -58,7 +58,7 @@ def plot_curves(report: WalkReport, stem: Path) -> list[Path]:
                 title = f"{site.site}   ({site.fit.status})"
             if log:
                 axis.set_xscale("log")
-            axis.set_title(title, fontsize=8)
+            axis.set_title(title.replace(site.site, site.label, 1), fontsize=8)
             axis.set_ylim(0, 1.02)
         for axis in axes[-1]:
             axis.set_xlabel(_sigma_label(report))
@@ -96,9 +96,34 @@ def plot_mu(report: WalkReport, stem: Path) -> list[Path]:
         return _save(figure, stem)
 
 
+def plot_heatmaps(report: WalkReport, stem: Path) -> list[Path]:
+    """Mean accuracy over the σa × σm grid, one panel per site (mixed-noise heatmap)."""
+    sites = list(dict.fromkeys(s.site for s in report.sites))
+    with plt.rc_context(_STYLE):
+        figure, axes = plt.subplots(1, len(sites), figsize=(3.2 * len(sites), 2.8), squeeze=False)
+        image = None
+        for axis, site in zip(axes[0], sites, strict=True):
+            rows = sorted((s for s in report.sites if s.site == site), key=lambda s: s.sigma_mul or 0.0)
+            sigma_add = np.asarray(rows[0].sigmas)
+            grid = np.array([[dict(zip(r.sigmas, r.mean, strict=True)).get(a, np.nan) for a in sigma_add]
+                             for r in rows])
+            image = axis.imshow(grid, origin="lower", aspect="auto", vmin=0, vmax=1, cmap="viridis")
+            axis.set_xticks(range(len(sigma_add)), [f"{a:.2g}" for a in sigma_add], rotation=60, fontsize=6)
+            axis.set_yticks(range(len(rows)), [f"{r.sigma_mul:.2g}" for r in rows], fontsize=6)
+            axis.set_xlabel("additive σa")
+            if axis is axes[0][0]:
+                axis.set_ylabel("multiplicative σm")
+            axis.set_title(site, fontsize=8)
+        if image is not None:
+            figure.colorbar(image, ax=axes[0].tolist(), label="test accuracy", shrink=0.9)
+        return _save(figure, stem)
+
+
 def write_plots(report: WalkReport, folder: Path) -> list[Path]:
     """All plots of a report into ``folder``; returns the files written."""
     paths = plot_curves(report, folder / "curves")
+    if any(s.sigma_mul is not None for s in report.sites):
+        return paths + plot_heatmaps(report, folder / "heatmap")
     if any(s.site != "global" for s in report.sites):
         paths += plot_mu(report, folder / "mu")
     return paths

@@ -63,6 +63,7 @@ class SweepSpec:
     mixed_ratio: float = 1.0
     batch_size: int = 250
     cached_prefix: bool = True
+    mul_sigmas: tuple[float, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if self.noise not in NOISE_KINDS:
@@ -71,6 +72,9 @@ class SweepSpec:
             raise ConfigError("the σ grid is empty")
         object.__setattr__(self, "sigmas", tuple(check_sigma(s, "σ in the grid") for s in self.sigmas))
         check_sigma(self.mixed_ratio, "mixed ratio")
+        object.__setattr__(self, "mul_sigmas", tuple(check_sigma(s, "σm in the grid") for s in self.mul_sigmas))
+        if self.mul_sigmas and self.noise != "mixed":
+            raise ConfigError("a σa × σm grid (heatmap) needs --noise mixed")
         if isinstance(self.sites, str) and self.sites not in ("all", GLOBAL):
             raise ConfigError(f"sites must be 'all', 'global' or a list of site names, got {self.sites!r}")
         if not isinstance(self.sites, str):
@@ -97,6 +101,7 @@ class SweepSpec:
         """JSON-ready form (part of the experiment config hash)."""
         data = asdict(self)
         data["sigmas"] = list(self.sigmas)
+        data["mul_sigmas"] = list(self.mul_sigmas)
         data["sites"] = self.sites if isinstance(self.sites, str) else list(self.sites)
         return data
 
@@ -111,6 +116,12 @@ class SweepPoint:
     repeat: int
     sigma_add: float
     sigma_mul: float
+    two_dimensional: bool = False  # σa × σm grid point: σm enters the seed too
+
+    def seed(self, base: int) -> int:
+        """This point's own seed, derived from the sweep seed ``base``."""
+        extra = (self.sigma_mul,) if self.two_dimensional else ()
+        return point_seed(base, self.site_index, self.sigma, self.repeat, *extra)
 
     @property
     def key(self) -> PointKey:
@@ -118,10 +129,13 @@ class SweepPoint:
         return PointKey(self.site, self.sigma_add, self.sigma_mul, self.repeat)
 
 
-def point_seed(seed: int, site_index: int, sigma: float, repeat: int) -> int:
+def _bits(value: float) -> int:
+    return struct.unpack("<Q", struct.pack("<d", float(value)))[0]
+
+
+def point_seed(seed: int, site_index: int, sigma: float, repeat: int, *more_sigmas: float) -> int:
     """Seed of one point, from the σ value's bits so grids can be refined without reseeding."""
-    bits = struct.unpack("<Q", struct.pack("<d", float(sigma)))[0]
-    return derive_seed(seed, "walk", site_index + 1, bits, repeat)
+    return derive_seed(seed, "walk", site_index + 1, _bits(sigma), repeat, *(_bits(v) for v in more_sigmas))
 
 
 def sweep_points(spec: SweepSpec, site_names: list[str], site_indices: Iterable[int]) -> list[SweepPoint]:
@@ -130,6 +144,11 @@ def sweep_points(spec: SweepSpec, site_names: list[str], site_indices: Iterable[
     points = []
     for index, name in targets:
         for sigma in spec.sigmas:
+            if spec.mul_sigmas:
+                for sigma_mul in spec.mul_sigmas:
+                    points.extend(SweepPoint(index, name, sigma, r, sigma, sigma_mul, True)
+                                  for r in range(spec.repeats))
+                continue
             sigma_add, sigma_mul = spec.sigma_pair(sigma)
             points.extend(SweepPoint(index, name, sigma, r, sigma_add, sigma_mul) for r in range(spec.repeats))
     return points
@@ -180,7 +199,7 @@ class InferenceSweep:
     def evaluate_naive(self, point: SweepPoint) -> tuple[float, float]:
         """(accuracy, mean loss) of one point with one full noisy forward per batch."""
         self.noisy.set_noise(point_noise(point))
-        self.noisy.backend.reseed(point_seed(self.spec.seed, point.site_index, point.sigma, point.repeat))
+        self.noisy.backend.reseed(point.seed(self.spec.seed))
         correct, loss = 0.0, 0.0
         with torch.no_grad():
             for x, y in self._batches():
@@ -193,7 +212,7 @@ class InferenceSweep:
         """(accuracy, mean loss) of single-site points sharing one site, prefix computed once per batch."""
         site = self.noisy.sites[points[0].site_index]
         device = self.noisy.backend.device
-        draws = [GaussianBackend(device, point_seed(self.spec.seed, p.site_index, p.sigma, p.repeat)) for p in points]
+        draws = [GaussianBackend(device, p.seed(self.spec.seed)) for p in points]
         calls = [SiteCall(site.index, site.name, site.kind, SiteNoise(p.sigma_add, p.sigma_mul)) for p in points]
         correct = torch.zeros(len(points), dtype=torch.float64)
         loss = torch.zeros(len(points), dtype=torch.float64)
@@ -261,6 +280,6 @@ class InferenceSweep:
 def _result(spec: SweepSpec, point: SweepPoint, accuracy: float, loss: float, seconds: float) -> PointResult:
     return PointResult(
         key=point.key, accuracy=float(accuracy), loss=float(loss) if math.isfinite(loss) else None,
-        seed=point_seed(spec.seed, point.site_index, point.sigma, point.repeat), wall_time=seconds,
+        seed=point.seed(spec.seed), wall_time=seconds,
         hil_version=__version__, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )

@@ -13,7 +13,7 @@ from dataclasses import replace
 from hil.config import TrainConfig
 from hil.noise import find_site
 from hil.walking.store import ResultStore
-from hil.walking.sweep import ProgressCallback, SweepPoint, SweepSpec, _result, point_noise, point_seed, sweep_points
+from hil.walking.sweep import ProgressCallback, SweepPoint, SweepSpec, _result, point_noise, sweep_points
 
 
 class TrainingSweep:
@@ -46,7 +46,7 @@ class TrainingSweep:
         from hil.evaluation_job import evaluate_checkpoint
         from hil.training import train
 
-        seed = point_seed(self.spec.seed, point.site_index, point.sigma, point.repeat) % (2**31)
+        seed = point.seed(self.spec.seed) % (2**31)
         config = replace(self.base, noise=point_noise(point), seed=seed)
         with tempfile.TemporaryDirectory(prefix="hil-walk-") as folder:
             train(config, folder, keep_epochs=False, overwrite=True)

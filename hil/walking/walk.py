@@ -36,11 +36,17 @@ class SiteFit:
     mean: tuple[float, ...]
     sem: tuple[float, ...]
     fit: CurveFit
+    sigma_mul: float | None = None  # the fixed σm of a row of a σa × σm grid
+
+    @property
+    def label(self) -> str:
+        """Site name, with the σm of its row for σa × σm grids."""
+        return self.site if self.sigma_mul is None else f"{self.site} σm={self.sigma_mul:g}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"site": self.site, "sigmas": list(self.sigmas), "mean": list(self.mean), "sem": list(self.sem),
-                **self.fit.to_dict()}
+        return {"site": self.site, "sigma_mul": self.sigma_mul, "sigmas": list(self.sigmas), "mean": list(self.mean),
+                "sem": list(self.sem), **self.fit.to_dict()}
 
 
 @dataclass(frozen=True)
@@ -139,17 +145,21 @@ def fit_experiment(store: ResultStore, experiment: str) -> WalkReport:
     sweep = config.get("sweep", {})
     noise = sweep.get("noise", "add")
     scale = "linear" if noise == "mul" else "log"
-    by_site: dict[str, list[tuple[float, float]]] = {}
+    two_dimensional = bool(sweep.get("mul_sigmas"))
+    by_site: dict[tuple[str, float | None], list[tuple[float, float]]] = {}
     for result in store.results(experiment):
         sigma = result.key.sigma_mul if noise == "mul" else result.key.sigma_add
-        by_site.setdefault(result.key.site, []).append((sigma, result.accuracy))
+        row = result.key.sigma_mul if two_dimensional else None
+        by_site.setdefault((result.key.site, row), []).append((sigma, result.accuracy))
     fits = []
-    for site, rows in by_site.items():
+    for (site, row), rows in by_site.items():
         sigmas, mean, sem = summarize_repeats([r[0] for r in rows], [r[1] for r in rows])
         fit = fit_midpoint(sigmas, mean, sem, num_classes=int(config.get("num_classes") or 10), scale=scale,
                            n_samples=config.get("test_samples"))
-        fits.append(SiteFit(site, tuple(map(float, sigmas)), tuple(map(float, mean)), tuple(map(float, sem)), fit))
-    fits.sort(key=lambda f: (f.site == GLOBAL, int(f.site.split(":")[0]) if f.site[0].isdigit() else 0))
+        fits.append(SiteFit(site, tuple(map(float, sigmas)), tuple(map(float, mean)), tuple(map(float, sem)), fit,
+                            row))
+    fits.sort(key=lambda f: (f.site == GLOBAL, int(f.site.split(":")[0]) if f.site[0].isdigit() else 0,
+                             f.sigma_mul or 0.0))
     return WalkReport(experiment, config, tuple(fits))
 
 

@@ -150,3 +150,21 @@ def test_adaptive_rejects_multiplicative_noise(mlp_checkpoint: Path, tmp_path: P
     with pytest.raises(ConfigError, match="--adaptive supports per-site add and mixed"):
         walk_checkpoint(mlp_checkpoint, SweepSpec(noise="mul", sigmas=(0.0, 2.0)), tmp_path / "x",
                         adaptive=AdaptivePlan())
+
+
+def test_cli_mixed_heatmap(mlp_checkpoint: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "heat"
+    result = runner.invoke(app, ["walk", "--checkpoint", str(mlp_checkpoint), "--noise", "mixed", "--heatmap",
+                                 "--sites", "7:fc4", "--sigmas", "0.1,1,10,100", "--mul-sigmas", "0,0.5,1",
+                                 "--repeats", "2", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["sites"]
+    assert [(r["site"], r["sigma_mul"]) for r in rows] == [("7:fc4", 0.0), ("7:fc4", 0.5), ("7:fc4", 1.0)]
+    with ResultStore(out / "results.sqlite") as store:
+        results = store.results(store.experiments()[0]["id"])
+    assert len(results) == 4 * 3 * 2 and len({r.seed for r in results}) == 24
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0
+    assert (out / "plots" / "heatmap.png").is_file()
+    result = runner.invoke(app, ["walk", "--checkpoint", str(mlp_checkpoint), "--heatmap", "--out", str(out)])
+    assert result.exit_code == 1 and "needs --noise mixed" in result.stderr
