@@ -277,6 +277,7 @@ from hil import cli_walk  # noqa: E402 - torch-free; registers the Walking Noise
 app.command("walk")(cli_walk.walk)
 app.command("report")(cli_walk.report)
 app.add_typer(cli_walk.results_app, name="results")
+app.add_typer(cli_walk.analyze_app, name="analyze")
 
 
 def main() -> None:

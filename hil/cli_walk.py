@@ -184,3 +184,43 @@ def export(
             if path is not None:
                 rows = writer(path)
                 Console().print(f"{rows} rows → {path}")
+
+
+analyze_app = typer.Typer(help="Analyses of trained checkpoints.", no_args_is_help=True, add_completion=False,
+                          pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+@analyze_app.command("binarization")
+def binarization(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Trained checkpoint.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for the histogram plot.")] = None,
+    data_dir: Annotated[str | None, typer.Option("--data-dir", help="Dataset folder.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+) -> None:
+    """Self-binarisation test: accuracy when each activation site is quantised to two levels."""
+    from hil.checkpoint import load_checkpoint
+    from hil.evaluation_job import load_checkpoint_data
+    from hil.noisy_model import wrap
+    from hil.walking.binarization import binarization_test
+
+    loaded = load_checkpoint(checkpoint)
+    data = load_checkpoint_data(loaded.metadata, data_dir)
+    results = binarization_test(wrap(loaded.model, "sim"), data.test_x, data.test_y)
+    paths = []
+    if out is not None:
+        from hil.walking.plots import plot_histograms
+
+        paths = plot_histograms(results, out / "binarization")
+    if as_json:
+        sys.stdout.write(json.dumps({"sites": [r.to_dict() for r in results], "plots": list(map(str, paths))},
+                                    indent=2) + "\n")
+        return
+    table = Table(title=f"two-level quantisation test, {checkpoint}")
+    for column in ("site", "clean acc", "binarised acc", "drop", "threshold", "levels"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(r.site, f"{r.clean_accuracy:.2%}", f"{r.binarized_accuracy:.2%}", f"{r.accuracy_drop:+.2%}",
+                      f"{r.threshold:.3g}", f"{r.low_level:.3g} / {r.high_level:.3g}")
+    Console().print(table)
+    if paths:
+        Console().print("plots: " + ", ".join(str(p) for p in paths if p.suffix == ".png"))

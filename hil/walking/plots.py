@@ -127,3 +127,23 @@ def write_plots(report: WalkReport, folder: Path) -> list[Path]:
     if any(s.site != "global" for s in report.sites):
         paths += plot_mu(report, folder / "mu")
     return paths
+
+
+def plot_histograms(results: list, stem: Path) -> list[Path]:  # list[SiteBinarization]
+    """Activation histograms per site with the best two-level threshold (self-binarisation test)."""
+    count = max(1, len(results))
+    columns = min(4, count)
+    rows = math.ceil(count / columns)
+    with plt.rc_context(_STYLE):
+        figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.0 * rows), squeeze=False)
+        for axis in axes.flat[len(results):]:
+            axis.set_visible(False)
+        for axis, result in zip(axes.flat, results, strict=False):
+            edges, counts = np.asarray(result.histogram[0]), np.asarray(result.histogram[1])
+            axis.stairs(np.maximum(counts, 1), edges, fill=True, color="tab:blue", alpha=0.7)
+            axis.set_yscale("log")
+            axis.axvline(result.threshold, color="tab:orange", lw=1)
+            axis.set_title(f"{result.site}: Δacc {result.accuracy_drop:+.1%}", fontsize=8)
+            axis.set_xlabel("activation")
+        figure.tight_layout()
+        return _save(figure, stem)

@@ -168,3 +168,37 @@ def test_cli_mixed_heatmap(mlp_checkpoint: Path, tmp_path: Path) -> None:
     assert (out / "plots" / "heatmap.png").is_file()
     result = runner.invoke(app, ["walk", "--checkpoint", str(mlp_checkpoint), "--heatmap", "--out", str(out)])
     assert result.exit_code == 1 and "needs --noise mixed" in result.stderr
+
+
+def test_cli_binarization_analysis(mlp_checkpoint: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["analyze", "binarization", "--checkpoint", str(mlp_checkpoint),
+                                      "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    sites = json.loads(result.stdout)["sites"]
+    assert [s["site"] for s in sites] == ["2:relu1", "4:relu2", "6:relu3"]
+    for site in sites:
+        assert 0.0 <= site["binarized_accuracy"] <= 1.0
+        assert site["low_level"] <= site["threshold"] < site["high_level"]
+        assert sum(site["histogram"]["counts"]) > 0
+    assert (tmp_path / "binarization.png").is_file()
+
+
+def test_binarization_of_an_exactly_two_level_site_loses_nothing() -> None:
+    from hil.walking.binarization import binarization_test
+
+    class TwoLevel(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 8)
+            self.head = torch.nn.Linear(8, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(torch.sigmoid(5000 * self.fc(x)))  # saturated: ≈ 0 or 1
+
+    torch.manual_seed(0)
+    model = TwoLevel().eval()
+    x = torch.randn(400, 4)
+    labels = model(x).argmax(dim=1)
+    (result,) = binarization_test(wrap(model, "sim", example_input=x), x, labels)
+    assert result.clean_accuracy == 1.0
+    assert result.binarized_accuracy >= 0.98
