@@ -39,6 +39,14 @@ _LAZY = {
     "evaluate": "hil.evaluation",
     "save_checkpoint": "hil.checkpoint",
     "load_checkpoint": "hil.checkpoint",
+    "walk_checkpoint": "hil.walking.walk",
+    "walk_training": "hil.walking.walk",
+    "fit_midpoint": "hil.walking.fit",
+    "SweepSpec": "hil.walking.sweep",
+    "evaluate_repetitions": "hil.guided.compare",
+    "load_sensitivity": "hil.guided.sensitivity",
+    "allocate_greedy": "hil.guided.allocation",
+    "allocate_inverse_mu": "hil.guided.allocation",
 }
 
 if TYPE_CHECKING:
@@ -47,10 +55,16 @@ if TYPE_CHECKING:
     from hil.config import TrainConfig
     from hil.data import Dataset, load_dataset
     from hil.evaluation import evaluate
+    from hil.guided.allocation import allocate_greedy, allocate_inverse_mu
+    from hil.guided.compare import evaluate_repetitions
+    from hil.guided.sensitivity import load_sensitivity
     from hil.models import create_model, list_models, register_model
     from hil.noisy_model import NoisyModel, wrap
     from hil.sites import Site
     from hil.training import train
+    from hil.walking.fit import fit_midpoint
+    from hil.walking.sweep import SweepSpec
+    from hil.walking.walk import walk_checkpoint, walk_training
 
 
 def __getattr__(name: str) -> Any:

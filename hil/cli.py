@@ -207,19 +207,45 @@ def evaluate(
     sites: Sites = None,
     gradient: Gradient = None,
     executions: Executions = None,
-    repeats: Annotated[int, typer.Option("--repeats", min=1, help="Independent noise draws.")] = 1,
+    guided_reps: Annotated[Path | None, typer.Option(
+        "--guided-reps", help="Walk folder (hil walk --out): give fragile sites more executions.")] = None,
+    uniform_reps: Annotated[int | None, typer.Option(
+        "--uniform-reps", min=1, help="The same executions at every noisy site (baseline).")] = None,
+    compare_reps: Annotated[Path | None, typer.Option(
+        "--compare-reps", help="Walk folder: table of none / uniform / guided-1/μ / guided-greedy.")] = None,
+    budget: Annotated[int | None, typer.Option(
+        "--budget", min=1, help="Executions per noisy site on average (total n_t = L·budget).")] = None,
+    allocator: Annotated[str, typer.Option(
+        "--allocator", help="greedy (curve-based, default) or inverse-mu (the paper's 1/μ rule).")] = "greedy",
+    cost: Annotated[str, typer.Option(
+        "--cost", help="What the greedy budget counts: executions (default) or macs.")] = "executions",
+    repeats: Annotated[int | None, typer.Option(
+        "--repeats", min=1, help="Independent noise draws (default 1; 5 with --compare-reps).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the noise draws.")] = 0,
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Override the dataset folder.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch size.")] = 1000,
     as_json: JsonFlag = False,
 ) -> None:
     """Accuracy of a checkpoint under noise: mean ± std over --repeats noise draws."""
-    from hil.evaluation_job import evaluate_checkpoint
     from hil.noise import NoiseSpec
 
     flags = _noise_flags(sigma_add, sigma_mul, order, sites, gradient, executions)
     noise = NoiseSpec.from_dict({k: v for k, v in flags.items() if v is not None})
-    report = evaluate_checkpoint(checkpoint, backend, noise, repeats=repeats, seed=seed,
+    chosen = [name for name, value in (("--guided-reps", guided_reps), ("--uniform-reps", uniform_reps),
+                                       ("--compare-reps", compare_reps)) if value is not None]
+    if len(chosen) > 1:
+        raise ConfigError(f"choose one of {', '.join(chosen)}")
+    if chosen:
+        if executions is not None:
+            raise ConfigError(f"--executions sets one count for every site; drop it when using {chosen[0]}")
+        _evaluate_repetitions(checkpoint, backend, noise, guided_reps, uniform_reps, compare_reps, budget,
+                              allocator, cost, repeats, seed, data_dir, batch_size, as_json)
+        return
+    if budget is not None:
+        raise ConfigError("--budget goes with --guided-reps or --compare-reps")
+    from hil.evaluation_job import evaluate_checkpoint
+
+    report = evaluate_checkpoint(checkpoint, backend, noise, repeats=repeats or 1, seed=seed,
                                  data_dir=data_dir, batch_size=batch_size)
     if as_json:
         _emit_json(report.to_dict())
@@ -228,6 +254,36 @@ def evaluate(
     stdout.print(f"accuracy: {result.mean:.2%} ± {result.std:.2%} over {result.repeats} "
                  f"repeat{'s' if result.repeats > 1 else ''} ({describe_noise(noise)}, "
                  f"backend {report.backend}, {result.samples} test samples)")
+
+
+def _evaluate_repetitions(checkpoint: Path, backend: str, noise: Any, guided: Path | None, uniform: int | None,
+                          compare: Path | None, budget: int | None, allocator: str, cost: str,
+                          repeats: int | None, seed: int, data_dir: str | None, batch_size: int,
+                          as_json: bool) -> None:
+    from hil.cli_guided import print_repetition_report
+    from hil.guided.compare import ALLOCATORS, STRATEGIES, evaluate_repetitions
+
+    if allocator not in ALLOCATORS:
+        raise ConfigError(f"--allocator must be one of {', '.join(ALLOCATORS)}, got {allocator!r}")
+    if uniform is not None:
+        if budget is not None and budget != uniform:
+            raise ConfigError("--uniform-reps is itself the budget; drop --budget")
+        strategies, budget, walk = ("uniform",), uniform, None
+    else:
+        if budget is None:
+            raise ConfigError("--budget is required: executions per noisy site on average, e.g. --budget 3")
+        walk = guided or compare
+        strategies = STRATEGIES if compare is not None else (ALLOCATORS[allocator],)
+    if repeats is None:
+        repeats = 5 if compare is not None else 1
+    if compare is not None and repeats < 2:
+        raise ConfigError("a paired comparison needs --repeats ≥ 2 (5 or more recommended)")
+    report = evaluate_repetitions(checkpoint, strategies, budget=budget, noise=noise, walk=walk, backend=backend,
+                                  repeats=repeats, seed=seed, cost=cost, data_dir=data_dir, batch_size=batch_size)
+    if as_json:
+        _emit_json(report.to_dict())
+        return
+    print_repetition_report(report, stdout, describe_noise(report.noise))
 
 
 # -- sites ----------------------------------------------------------------------------------

@@ -82,9 +82,9 @@ class _Recorder:
         for handle in self._handles:
             handle.remove()
 
-    def add(self, path: str, kind: str, op: str, tensor: torch.Tensor) -> None:
+    def add(self, path: str, kind: str, op: str, tensor: torch.Tensor, macs: int = 0) -> None:
         index = len(self.sites)
-        self.sites.append(Site(index, f"{index}:{path}", path, kind, op, tuple(tensor.shape[1:])))
+        self.sites.append(Site(index, f"{index}:{path}", path, kind, op, tuple(tensor.shape[1:]), macs))
         self.last_output = tensor
 
     def handle(self, func: Callable[..., Any], kind: str, args: Sequence[Any],
@@ -93,7 +93,13 @@ class _Recorder:
         path, is_leaf = self.module_stack[-1] if self.module_stack else ("", False)
         if not is_leaf:
             path = f"{path}.{op_name(func)}" if path else op_name(func)
-        self.add(path, kind, op_name(func), _first_tensor(result))
+        output = _first_tensor(result)
+        macs = 0
+        if kind in ("linear", "conv"):
+            weight = _argument(args, kwargs, 1, "weight", None)
+            # one output element costs one weight row / filter: fan-in = weight elements per output channel
+            macs = (output[0].numel() * weight[0].numel()) if weight is not None else 0
+        self.add(path, kind, op_name(func), output, macs)
         return result
 
 

@@ -34,6 +34,8 @@ class Site:
         kind: ``input``, ``linear``, ``conv``, ``bn``, ``act``, ``pool`` or ``output``.
         op: The torch function name (``conv2d``, ``relu``, ...).
         shape: Output shape of one sample (batch dimension removed).
+        macs: Multiply-accumulates of one execution for one sample (Linear/Conv sites; 0 for
+            digital sites).
     """
 
     index: int
@@ -42,6 +44,7 @@ class Site:
     kind: str
     op: str
     shape: tuple[int, ...]
+    macs: int = 0
 
     @property
     def is_matmul(self) -> bool:
@@ -59,7 +62,7 @@ class Site:
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
         return {"index": self.index, "name": self.name, "path": self.path, "kind": self.kind,
-                "op": self.op, "shape": list(self.shape), "numel": self.numel}
+                "op": self.op, "shape": list(self.shape), "numel": self.numel, "macs": self.macs}
 
 
 def _site_functions() -> dict[Callable[..., object], str]:

@@ -1,7 +1,8 @@
 """Adaptive σ design: bracket the transition coarsely, then measure where the μ interval shrinks most.
 
-Per site: a coarse grid (one σ per decade on the log scale, 2 repeats), a fit, then rounds that
-add σ values around the fitted μ (μ ± {0, ½, 1, 2} widths, in log σ) with more repeats, until the
+Per site: a coarse scan (one σ per decade on the log scale, 1 repeat, upwards until the accuracy
+has been below half-way for two decades), a fit, then rounds that
+add σ values around the fitted μ (μ ± {0, ½, 1} widths, in log σ) with more repeats, until the
 95 % interval of μ is at most ``target_width`` decades wide or ``max_rounds`` is reached. When the
 fit finds no transition yet, the round bisects (geometrically) the grid interval where the mean
 accuracy crosses the half-way level. Every point keeps its σ-derived seed, so an adaptive run is
@@ -36,8 +37,8 @@ class AdaptivePlan:
     low: float = 1e-2
     high: float = 1e10
     target_width: float = 0.1
-    coarse_repeats: int = 2
-    refine_repeats: int = 4
+    coarse_repeats: int = 1
+    refine_repeats: int = 3
     max_rounds: int = 6
 
     def to_dict(self) -> dict[str, float]:
@@ -52,6 +53,12 @@ def interval_decades(fit: CurveFit) -> float:
     if fit.status != "ok" or not (fit.mu_low > 0 and math.isfinite(fit.mu_high)):
         return math.inf
     return math.log10(fit.mu_high / fit.mu_low)
+
+
+COARSE_CHUNK = 3
+"""Decades evaluated per step of the coarse scan."""
+MIN_COARSE = 6
+"""The coarse scan measures at least this many decades (a fit needs points on both plateaus)."""
 
 
 class AdaptiveWalk:
@@ -71,11 +78,14 @@ class AdaptiveWalk:
             points.extend(SweepPoint(site_index, name, sigma, r, sigma_add, sigma_mul) for r in range(repeats))
         return points
 
-    def _fit(self, store: ResultStore, experiment: str, site: str) -> tuple[CurveFit, np.ndarray, np.ndarray]:
+    def _measured(self, store: ResultStore, experiment: str, site: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows = [r for r in store.results(experiment) if r.key.site == site]
         noise = self.sweep.spec.noise
         sigmas = [r.key.sigma_mul if noise == "mul" else r.key.sigma_add for r in rows]
-        grid, mean, sem = summarize_repeats(sigmas, [r.accuracy for r in rows])
+        return summarize_repeats(sigmas, [r.accuracy for r in rows])
+
+    def _fit(self, store: ResultStore, experiment: str, site: str) -> tuple[CurveFit, np.ndarray, np.ndarray]:
+        grid, mean, sem = self._measured(store, experiment, site)
         fit = fit_midpoint(grid, mean, sem, num_classes=self.num_classes, n_samples=self.n_samples)
         return fit, grid, mean
 
@@ -83,7 +93,7 @@ class AdaptiveWalk:
         plan = self.plan
         if fit.status == "ok" and math.isfinite(fit.width):
             centre = math.log10(fit.mu)
-            offsets = (0.0, -0.5, 0.5, -1.0, 1.0, -2.0, 2.0)
+            offsets = (0.0, -0.5, 0.5, -1.0, 1.0)
             xs = [centre + k * max(fit.width, 0.02) for k in offsets]
         else:  # bisect where the mean crosses half-way between the best accuracy and chance
             half = (float(np.max(mean)) + 1.0 / self.num_classes) / 2
@@ -92,14 +102,33 @@ class AdaptiveWalk:
         low, high = math.log10(plan.low), math.log10(plan.high)
         return sorted({float(10 ** min(max(x, low), high)) for x in xs})
 
+    def _coarse_scan(self, site_index: int, site: str, store: ResultStore, experiment: str,
+                     progress: ProgressCallback | None) -> tuple[np.ndarray, np.ndarray]:
+        """One σ per decade from ``low`` upwards, in chunks, until two decades are below half-way.
+
+        Above the transition the curve sits at chance, so decades beyond the second point below
+        half-way add nothing to the fit; the scan runs to ``high`` only when no transition shows.
+        """
+        plan = self.plan
+        decades = max(1, round(math.log10(plan.high / plan.low)))
+        coarse = [plan.low * 10**i for i in range(decades + 1)]
+        chance = 1.0 / self.num_classes
+        grid = mean = np.zeros(0)
+        for start in range(0, len(coarse), COARSE_CHUNK):
+            chunk = coarse[start:start + COARSE_CHUNK]
+            self.sweep.run_points(self._points(site_index, chunk, plan.coarse_repeats), store, experiment, progress)
+            grid, mean, _ = self._measured(store, experiment, site)
+            half = (float(np.max(mean)) + chance) / 2
+            if len(mean) >= MIN_COARSE and np.all(mean[-2:] < half):
+                break
+        return grid, mean
+
     def run_site(self, site_index: int, store: ResultStore, experiment: str,
                  progress: ProgressCallback | None = None) -> CurveFit:
         """Adaptive walk of one site; returns its final fit."""
         plan = self.plan
-        decades = max(1, round(math.log10(plan.high / plan.low)))
-        coarse = [plan.low * 10**i for i in range(decades + 1)]
-        self.sweep.run_points(self._points(site_index, coarse, plan.coarse_repeats), store, experiment, progress)
         site = self.sweep.noisy.sites[site_index].name
+        grid, mean = self._coarse_scan(site_index, site, store, experiment, progress)
         fit, grid, mean = self._fit(store, experiment, site)
         for _ in range(plan.max_rounds):
             if interval_decades(fit) <= plan.target_width:

@@ -1,0 +1,292 @@
+"""Evaluate a checkpoint with repeated executions per site: none, uniform, or guided by a walk.
+
+Protocol (paper 002, section 8, made paired): all strategies run at the same σ (default: the
+network's global midpoint μ from the walk), with the same evaluation seeds, on the same test
+split. Every strategy except ``none`` has the same total budget n_t = L·r̄ executions over the L
+noisy sites. Differences to ``uniform`` are paired per noise draw and get a t interval.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from hil.errors import ConfigError
+from hil.evaluation import EvaluationResult
+from hil.guided.allocation import allocate_greedy, allocate_inverse_mu, predict_accuracy, uniform_allocation
+from hil.guided.sensitivity import Sensitivity, SiteSensitivity, load_sensitivity
+from hil.noise import NoiseSpec, SiteOverride
+
+STRATEGIES: tuple[str, ...] = ("none", "uniform", "guided-1/mu", "guided-greedy")
+"""Strategies in table order."""
+ALLOCATORS = {"greedy": "guided-greedy", "inverse-mu": "guided-1/mu"}
+"""``--allocator`` value → strategy name."""
+COSTS: tuple[str, ...] = ("executions", "macs")
+
+
+@dataclass(frozen=True)
+class SiteCost:
+    """One noisy site and what one execution of it costs.
+
+    Attributes:
+        name: Site name.
+        macs: Multiply-accumulates per sample of one execution (0 for digital sites).
+        numel: Output elements per sample.
+    """
+
+    name: str
+    macs: int
+    numel: int
+
+    def weight(self, cost: str) -> float:
+        """Cost of one execution: 1 (``executions``) or its MACs, elements for digital sites (``macs``)."""
+        return 1.0 if cost == "executions" else float(self.macs or self.numel)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Executions per noisy site for one strategy.
+
+    Attributes:
+        strategy: One of `STRATEGIES`.
+        sites: The noisy sites.
+        executions: Executions per site, in site order.
+        predicted: Accuracy the greedy rule's model predicts for it (nan without a walk).
+        clean_macs: MACs per sample of the matmul sites without noise (run once each).
+    """
+
+    strategy: str
+    sites: tuple[SiteCost, ...]
+    executions: tuple[int, ...]
+    predicted: float = math.nan
+    clean_macs: int = 0
+
+    @property
+    def total_executions(self) -> int:
+        """Σ r_i over the noisy sites (n_t)."""
+        return sum(self.executions)
+
+    @property
+    def macs_per_sample(self) -> int:
+        """Multiply-accumulates per input sample, every execution of every matmul counted."""
+        return self.clean_macs + sum(r * s.macs for r, s in zip(self.executions, self.sites, strict=True))
+
+    def overrides(self) -> tuple[SiteOverride, ...]:
+        """NoiseSpec overrides that set each site's executions."""
+        return tuple(SiteOverride(site=s.name, repeats=r) for s, r in zip(self.sites, self.executions, strict=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"strategy": self.strategy, "executions": {s.name: r for s, r in zip(self.sites, self.executions,
+                                                                                 strict=True)},
+                "total_executions": self.total_executions, "macs_per_sample": self.macs_per_sample,
+                "predicted_accuracy": None if math.isnan(self.predicted) else self.predicted}
+
+
+def plan_allocations(strategies: Sequence[str], sites: Sequence[SiteCost], budget: int, *,
+                     sensitivity: Sequence[SiteSensitivity] | None = None, sigma: float = 0.0,
+                     cost: str = "executions", num_classes: int = 10, clean_macs: int = 0) -> list[Allocation]:
+    """Executions per site for each strategy at budget r̄ (n_t = L·r̄ executions).
+
+    ``guided-greedy`` spends the same cost as ``uniform`` would: L·r̄ executions with
+    ``cost="executions"``, r̄·Σ c_i with ``cost="macs"``; ``guided-1/mu`` is the paper's rule and
+    always spends n_t executions.
+
+    Raises:
+        ConfigError: Unknown strategy or cost; guided strategy without sensitivities; bad budget.
+    """
+    if cost not in COSTS:
+        raise ConfigError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise ConfigError(f"--budget must be an integer ≥ 1 (executions per site on average), got {budget!r}")
+    count = len(sites)
+    if count == 0:
+        raise ConfigError("no site has noise: give --sigma-add or --sigma-mul (repetitions average noise)")
+    curves = [s.predict for s in sensitivity] if sensitivity is not None else None
+    chance = 1.0 / num_classes
+    plans = []
+    for strategy in strategies:
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+        if strategy.startswith("guided") and curves is None:
+            raise ConfigError(f"{strategy} needs Walking Noise results: pass the walk folder")
+        if strategy == "none":
+            executions = uniform_allocation(count, 1)
+        elif strategy == "uniform":
+            executions = uniform_allocation(count, budget)
+        elif strategy == "guided-1/mu":
+            executions = allocate_inverse_mu([s.mu for s in sensitivity or ()], count * budget)
+        else:
+            weights = [s.weight(cost) for s in sites]
+            executions = allocate_greedy(curves or [], sigma, budget * sum(weights), costs=weights, chance=chance)
+        predicted = math.nan
+        if curves is not None:
+            clean = max(c(0.0) for c in curves)
+            predicted = predict_accuracy(curves, executions, sigma, clean=clean, chance=chance)
+        plans.append(Allocation(strategy, tuple(sites), executions, predicted, clean_macs))
+    return plans
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Accuracy of a strategy minus the baseline's, paired per noise draw.
+
+    Attributes:
+        strategy: The strategy.
+        baseline: The strategy it is compared with (``uniform``).
+        mean: Mean paired difference (accuracy fraction).
+        low: Lower end of the 95 % t interval.
+        high: Upper end.
+    """
+
+    strategy: str
+    baseline: str
+    mean: float
+    low: float
+    high: float
+
+    @property
+    def excludes_zero(self) -> bool:
+        """True when the interval lies entirely above or below 0."""
+        return self.low > 0 or self.high < 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"strategy": self.strategy, "baseline": self.baseline, "mean": self.mean, "low": self.low,
+                "high": self.high, "excludes_zero": self.excludes_zero}
+
+
+def paired_difference(strategy: str, result: EvaluationResult, baseline: str, reference: EvaluationResult,
+                      confidence: float = 0.95) -> PairedDifference:
+    """Mean of the per-draw differences with a Student-t interval (needs ≥ 2 paired draws)."""
+    from scipy import stats
+
+    diffs = [a - b for a, b in zip(result.accuracies, reference.accuracies, strict=True)]
+    mean = statistics.fmean(diffs)
+    if len(diffs) < 2:
+        return PairedDifference(strategy, baseline, mean, math.nan, math.nan)
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1)) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return PairedDifference(strategy, baseline, mean, mean - half, mean + half)
+
+
+@dataclass(frozen=True)
+class StrategyResult:
+    """Accuracy of one allocation."""
+
+    allocation: Allocation
+    result: EvaluationResult
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {**self.allocation.to_dict(), "accuracy": self.result.to_dict()}
+
+
+@dataclass(frozen=True)
+class RepetitionReport:
+    """Result of `evaluate_repetitions`."""
+
+    checkpoint: Path
+    backend: str
+    noise: NoiseSpec
+    sigma_source: str
+    budget: int
+    cost: str
+    strategies: tuple[StrategyResult, ...]
+    differences: tuple[PairedDifference, ...]
+    walk: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"checkpoint": str(self.checkpoint), "backend": self.backend, "noise": self.noise.to_dict(),
+                "sigma_source": self.sigma_source, "budget": self.budget, "cost": self.cost, "walk": self.walk,
+                "strategies": [s.to_dict() for s in self.strategies],
+                "paired_differences": [d.to_dict() for d in self.differences]}
+
+
+def _noise_kind(noise: NoiseSpec) -> str:
+    if noise.sigma_add and noise.sigma_mul:
+        raise ConfigError("guided repetitions use one noise kind: give --sigma-add or --sigma-mul, not both")
+    return "mul" if noise.sigma_mul else "add"
+
+
+def _with_walk_sigma(noise: NoiseSpec, sensitivity: Sensitivity) -> tuple[NoiseSpec, str]:
+    if noise.sigma_add or noise.sigma_mul:
+        return noise, "given"
+    mu = sensitivity.global_mu
+    if mu is None:
+        raise ConfigError(f"{sensitivity.folder} has no global {sensitivity.noise} walk to take σ from; give "
+                          f"--sigma-{sensitivity.noise} or run hil walk --global --noise {sensitivity.noise} "
+                          f"--out {sensitivity.folder}")
+    field = "sigma_mul" if sensitivity.noise == "mul" else "sigma_add"
+    return replace(noise, **{field: mu}), f"global μ of the walk ({mu:.4g})"
+
+
+def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequence[str], *, budget: int,
+                         noise: NoiseSpec, walk: str | os.PathLike[str] | None = None, backend: str = "sim",
+                         repeats: int = 5, seed: int = 0, cost: str = "executions", data_dir: str | None = None,
+                         batch_size: int = 1000) -> RepetitionReport:
+    """Accuracy of ``checkpoint`` under ``noise`` for each repetition strategy, same seeds for all.
+
+    Args:
+        checkpoint: Checkpoint directory.
+        strategies: Names from `STRATEGIES`.
+        budget: r̄, executions per noisy site on average.
+        noise: The noise; with no σ given, the walk's global μ is used (``add`` unless σm is set).
+        walk: ``hil walk`` output folder (needed for guided strategies and for the default σ).
+        backend: Backend spec.
+        repeats: Noise draws per strategy (paired across strategies).
+        seed: Seed of the draws.
+        cost: ``executions`` or ``macs`` — what the greedy budget counts.
+        data_dir: Override the dataset folder.
+        batch_size: Evaluation batch size.
+
+    Raises:
+        HilError: Bad checkpoint, walk folder, σ, budget or backend.
+    """
+    from hil.backends import get_backend
+    from hil.checkpoint import load_checkpoint
+    from hil.evaluation import evaluate
+    from hil.evaluation_job import load_checkpoint_data
+    from hil.noisy_model import wrap
+
+    if walk is None and not (noise.sigma_add or noise.sigma_mul):
+        raise ConfigError("give --sigma-add or --sigma-mul (or a walk folder to take the global μ from)")
+    kind = _noise_kind(noise)
+    sensitivity = load_sensitivity(walk, kind) if walk is not None else None
+    sigma_source = "given"
+    if sensitivity is not None:
+        noise, sigma_source = _with_walk_sigma(noise, sensitivity)
+    loaded = load_checkpoint(checkpoint)
+    data = load_checkpoint_data(loaded.metadata, data_dir)
+    runner = get_backend(backend)
+    try:
+        noisy = wrap(loaded.model, runner, noise)
+        plan = noisy.site_noise
+        noisy_sites = [SiteCost(s.name, s.macs, s.numel) for s, n in zip(noisy.sites, plan, strict=True)
+                       if not n.is_clean]
+        clean_macs = sum(s.macs for s, n in zip(noisy.sites, plan, strict=True) if n.is_clean)
+        site_curves = None
+        if sensitivity is not None:
+            model_name = (loaded.metadata.get("model") or {}).get("name")
+            site_curves = sensitivity.for_sites([s.name for s in noisy_sites], [s.name for s in noisy.sites],
+                                                model_name)
+        sigma = noise.sigma_mul if kind == "mul" else noise.sigma_add
+        allocations = plan_allocations(strategies, noisy_sites, budget, sensitivity=site_curves, sigma=sigma,
+                                       cost=cost, num_classes=data.num_classes, clean_macs=clean_macs)
+        results = []
+        for allocation in allocations:
+            noisy.set_noise(noise.with_overrides(*allocation.overrides()))
+            result = evaluate(noisy, data.test_x, data.test_y, repeats=repeats, seed=seed, batch_size=batch_size)
+            results.append(StrategyResult(allocation, result))
+    finally:
+        runner.close()
+    by_name = {r.allocation.strategy: r.result for r in results}
+    differences = tuple(paired_difference(name, by_name[name], "uniform", by_name["uniform"])
+                        for name in by_name if name != "uniform" and "uniform" in by_name)
+    return RepetitionReport(Path(checkpoint), backend, noise, sigma_source, budget, cost, tuple(results),
+                            differences, None if walk is None else str(walk))
