@@ -20,6 +20,7 @@ BACKENDS: Registry[Any] = Registry(
     {
         "sim": "hil.backends.sim:create_sim_backend",
         "gpu": "hil.backends.gpu:create_gpu_backend",
+        "device": "hil.backends.device.backend:create_device_backend",
     },
 )
 """Backend name → factory ``(BackendSpec) -> Backend``."""

@@ -328,12 +328,13 @@ def list_registered(as_json: JsonFlag = False) -> None:
         stdout.print(f"{kind}: {', '.join(values)}")
 
 
-from hil import cli_walk  # noqa: E402 - torch-free; registers the Walking Noise verbs
+from hil import cli_device, cli_walk  # noqa: E402 - torch-free; registers the Walking Noise and device verbs
 
 app.command("walk")(cli_walk.walk)
 app.command("report")(cli_walk.report)
 app.add_typer(cli_walk.results_app, name="results")
 app.add_typer(cli_walk.analyze_app, name="analyze")
+app.add_typer(cli_device.device_app, name="device")
 
 
 def main() -> None:

@@ -1,0 +1,250 @@
+"""The ``device`` backend: Linear/Conv matmuls on an analog tile device, the rest digital.
+
+Mapping of y = W x (W: out × in) onto tiles of R rows × C columns:
+
+* W is split into blocks of ≤ R inputs × ≤ C outputs; each block is a tile. Per tile and column
+  the host scales the weights to the DAC range (s_c = max |W[c, block]|) and quantises them to
+  integer codes; tiles are cached per weight tensor (and its in-place version counter) and
+  reloaded only when the weights change or slots run out (least recently used goes).
+* Per input vector and row block, the input is scaled to the DAC range (t_b = max |x_b|) and
+  quantised. The device returns ADC codes; the host undoes the scales,
+  y = code / adc_max · full_scale · s_c · t_b, averages the repeats (multi-execution) and sums the
+  partial results of the row blocks digitally; the bias is added digitally.
+* A vector whose outputs saturate the ADC is run again with its input scaled down 4× (up to 3
+  times); `DeviceBackend.saturation_reruns` counts it.
+* Convolutions run as matmuls over unfolded patches (im2col); other sites run digitally with the
+  noise the spec asks for (emulated, as in ``sim``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hil.backends.base import ConvParams, SiteCall, digital_conv
+from hil.backends.device.driver import AmvmDriver, Driver
+from hil.backends.device.protocol import Capabilities
+from hil.backends.gaussian import GaussianBackend
+from hil.backends.spec import BackendSpec
+from hil.errors import ConfigError
+
+SATURATION_BACKOFF = 4.0
+MAX_BACKOFFS = 3
+
+
+@dataclass(frozen=True)
+class _Tile:
+    slot_key: tuple[int, int, int, int]
+    row_start: int
+    row_end: int
+    col_start: int
+    col_end: int
+    codes: np.ndarray  # (rows, cols) int16
+    scale: np.ndarray  # (cols,) float64
+
+
+class DeviceBackend:
+    """Runs matmuls on a `Driver`; everything else digitally (see module docstring).
+
+    Args:
+        driver: The hardware (an `AmvmDriver` over a transport, or a user's driver).
+        seed: Seed of the emulated noise at digital sites.
+        layers: Site names whose matmuls run on the device; None = all Linear/Conv sites. The
+            others run digitally (clean, or with the spec's emulated noise).
+    """
+
+    name = "device"
+
+    def __init__(self, driver: Driver, seed: int = 0, layers: frozenset[str] | None = None) -> None:
+        self.driver = driver
+        self.caps: Capabilities = driver.capabilities()
+        self.device = torch.device("cpu")
+        self.digital = GaussianBackend(self.device, seed)
+        self.layers = layers
+        self._tiles: dict[tuple[int, int, int], list[_Tile]] = {}
+        self._slots: OrderedDict[tuple[int, int, int, int], int] = OrderedDict()
+        self.saturation_reruns = 0
+        self.vectors_run = 0
+        self.tile_loads = 0
+
+    # -- Backend protocol -------------------------------------------------------------------
+
+    def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+               call: SiteCall) -> torch.Tensor:
+        if not self._on_device(call):
+            return self.digital.linear(x, weight, bias, call)
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        y = self._matmul(flat, weight, call.noise.repeats)
+        if bias is not None:
+            y = y + bias
+        return y.reshape(*shape[:-1], weight.shape[0])
+
+    def conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, params: ConvParams,
+             call: SiteCall) -> torch.Tensor:
+        if not self._on_device(call):
+            return self.digital.conv(x, weight, bias, params, call)
+        if params.dims != 2 or params.groups != 1 or isinstance(params.padding, str):
+            raise ConfigError(f"the device backend maps 2-D convolutions with groups=1 and numeric padding; "
+                              f"{call.name} is not one — run it digitally (--device-layers)")
+        out_shape = digital_conv(x[:1], weight, None, params).shape[-2:]
+        patches = F.unfold(x, weight.shape[-2:], dilation=params.dilation, padding=params.padding,
+                           stride=params.stride)  # (B, C·kh·kw, L)
+        batch, features, positions = patches.shape
+        flat = patches.transpose(1, 2).reshape(batch * positions, features)
+        y = self._matmul(flat, weight.reshape(weight.shape[0], -1), call.noise.repeats)
+        y = y.reshape(batch, positions, -1).transpose(1, 2).reshape(batch, weight.shape[0], *out_shape)
+        if bias is not None:
+            y = y + bias.view(1, -1, 1, 1)
+        return y
+
+    def perturb(self, y: torch.Tensor, call: SiteCall) -> torch.Tensor:
+        return self.digital.perturb(y, call)
+
+    def reseed(self, seed: int) -> None:
+        self.digital.reseed(seed)
+
+    def close(self) -> None:
+        self.driver.close()
+
+    # -- mapping ----------------------------------------------------------------------------
+
+    def _on_device(self, call: SiteCall) -> bool:
+        return self.layers is None or call.name in self.layers
+
+    def _tiles_for(self, weight: torch.Tensor) -> list[_Tile]:
+        key = (id(weight), weight._version, weight.data_ptr())
+        tiles = self._tiles.get(key)
+        if tiles is None:
+            tiles = self._quantise(weight.detach().cpu().double().numpy(), key)
+            self._tiles = {k: v for k, v in self._tiles.items() if k[0] != key[0]}  # weight changed: drop old
+            self._tiles[key] = tiles
+        return tiles
+
+    def _quantise(self, w: np.ndarray, key: tuple[int, int, int]) -> list[_Tile]:
+        caps = self.caps
+        out_features, in_features = w.shape
+        tiles = []
+        for r0 in range(0, in_features, caps.rows):
+            r1 = min(r0 + caps.rows, in_features)
+            for c0 in range(0, out_features, caps.cols):
+                c1 = min(c0 + caps.cols, out_features)
+                block = w[c0:c1, r0:r1].T  # (rows, cols)
+                scale = np.abs(block).max(axis=0)
+                scale[scale == 0] = 1.0
+                codes = np.rint(block / scale * caps.dac_max).astype(np.int16)
+                tiles.append(_Tile((*key, len(tiles)), r0, r1, c0, c1, codes, scale))
+        return tiles
+
+    def _slot(self, tile: _Tile) -> int:
+        if tile.slot_key in self._slots:
+            self._slots.move_to_end(tile.slot_key)
+            return self._slots[tile.slot_key]
+        if len(self._slots) < self.caps.slots:
+            slot = len(self._slots)
+        else:
+            _, slot = self._slots.popitem(last=False)
+        self.driver.load_tile(slot, tile.codes)
+        self.tile_loads += 1
+        self._slots[tile.slot_key] = slot
+        return slot
+
+    def _matmul(self, x: torch.Tensor, weight: torch.Tensor, repeats: int) -> torch.Tensor:
+        if repeats > self.caps.max_repeats:
+            raise ConfigError(f"{repeats} executions per site exceed the device's max_repeats "
+                              f"{self.caps.max_repeats}")
+        tiles = self._tiles_for(weight)
+        inputs = x.detach().cpu().double().numpy()
+        out = np.zeros((inputs.shape[0], weight.shape[0]))
+        for tile in tiles:
+            out[:, tile.col_start:tile.col_end] += self._run_tile(tile, inputs[:, tile.row_start:tile.row_end],
+                                                                  repeats)
+        result = torch.from_numpy(out).to(dtype=x.dtype, device=x.device)
+        if x.requires_grad or weight.requires_grad:  # straight-through: gradient of the exact matmul
+            exact = x @ weight.T
+            result = exact + (result - exact).detach()
+        return result
+
+    def _run_tile(self, tile: _Tile, x: np.ndarray, repeats: int) -> np.ndarray:
+        caps = self.caps
+        vector_scale = np.abs(x).max(axis=1)
+        vector_scale[vector_scale == 0] = 1.0
+        gain = np.ones(len(x))
+        result = np.zeros((len(x), tile.col_end - tile.col_start))
+        todo = np.arange(len(x))
+        for backoff in range(MAX_BACKOFFS + 1):
+            codes = np.rint(x[todo] / vector_scale[todo, None] * gain[todo, None] * caps.dac_max).astype(np.int16)
+            averaged, saturated = self._run_codes(tile, codes, repeats)
+            unit = caps.full_scale / caps.adc_max
+            result[todo] = averaged * unit * tile.scale[None, :] * (vector_scale[todo] / gain[todo])[:, None]
+            if not saturated.any() or backoff == MAX_BACKOFFS:
+                break
+            todo = todo[saturated]
+            gain[todo] /= SATURATION_BACKOFF
+            self.saturation_reruns += len(todo)
+        return result
+
+    def _run_codes(self, tile: _Tile, codes: np.ndarray, repeats: int) -> tuple[np.ndarray, np.ndarray]:
+        caps = self.caps
+        slot = self._slot(tile)
+        cols = tile.col_end - tile.col_start
+        per_vector = max(repeats * cols * 2, tile.codes.shape[0] * 2)
+        batch = max(1, min(caps.max_batch, (caps.max_frame - 256) // per_vector))
+        averaged = np.empty((len(codes), cols))
+        saturated = np.zeros(len(codes), dtype=bool)
+        for start in range(0, len(codes), batch):
+            reply = self.driver.run(slot, codes[start:start + batch], repeats)
+            averaged[start:start + batch] = reply.codes.astype(np.float64).mean(axis=0)
+            saturated[start:start + batch] = reply.saturated
+        self.vectors_run += len(codes) * repeats
+        return averaged, saturated
+
+
+def _split_options(address: str) -> tuple[str, dict[str, str]]:
+    base, _, options = address.partition("#")
+    parsed = {}
+    for item in filter(None, options.split(";")):
+        key, eq, value = item.partition("=")
+        if not eq or key not in ("record", "layers", "timeout"):
+            raise ConfigError(f"bad device option {item!r}; valid: record=FILE, layers=SITE[,SITE], timeout=SECONDS")
+        parsed[key] = value
+    return base, parsed
+
+
+def open_driver(address: str, timeout: float = 2.0, record: str | None = None) -> Driver:
+    """A driver for ``serial:…``, ``tcp:…``, ``replay:…`` or ``NAME:…`` (a ``hil.drivers`` entry point).
+
+    Raises:
+        ConfigError: Unknown transport or driver.
+        DeviceError: The device cannot be reached or speaks another protocol.
+    """
+    from hil.backends.device.transport import RecordingTransport, open_transport
+
+    kind = address.partition(":")[0]
+    if kind not in ("serial", "tcp", "replay"):
+        from hil.backends.device.plugins import load_driver
+
+        return load_driver(kind, address.partition(":")[2])
+    transport = open_transport(address)
+    if record:
+        transport = RecordingTransport(transport, record)
+    return AmvmDriver(transport, timeout=timeout)
+
+
+def create_device_backend(spec: BackendSpec) -> DeviceBackend:
+    """Registry factory for ``device:TRANSPORT:ADDRESS[#record=FILE;layers=1:fc1,3:fc2;timeout=2]``."""
+    address, options = _split_options(spec.address or "")
+    try:
+        timeout = float(options.get("timeout", 2.0))
+    except ValueError:
+        raise ConfigError(f"device timeout must be a number of seconds, got {options['timeout']!r}") from None
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ConfigError("device timeout must be > 0 seconds")
+    layers = frozenset(s.strip() for s in options["layers"].split(",")) if "layers" in options else None
+    driver = open_driver(address, timeout=timeout, record=options.get("record"))
+    return DeviceBackend(driver, spec.seed, layers)

@@ -1,0 +1,123 @@
+"""AMVM/1 binary framing: COBS(header ‖ body ‖ CRC32C) ‖ 0x00 (see docs/protocol.md).
+
+A packet is a 12-byte little-endian header, the body, and the CRC32C (Castagnoli) of header and
+body. COBS removes every zero byte, so 0x00 delimits frames on a byte stream and a receiver that
+lost sync discards bytes up to the next 0x00. Decoding checks, in order: COBS structure, minimum
+length, CRC, version, declared body length — each failure is a `FrameError` naming what broke.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+import crc32c
+from cobs import cobs
+
+from hil.errors import HilError
+
+VERSION = 1
+HEADER = struct.Struct("<BBHBBhI")
+"""version u8, type u8, seq u16, op u8, flags u8, status i16, body length u32."""
+CRC = struct.Struct("<I")
+DELIMITER = b"\x00"
+
+
+class FrameType(IntEnum):
+    """What a frame is."""
+
+    REQUEST = 1
+    RESPONSE = 2
+    ERROR = 3
+
+
+class FrameError(HilError):
+    """A frame that cannot be trusted (corrupt, truncated, wrong version)."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded packet.
+
+    Attributes:
+        type: Request, response or error.
+        seq: Sequence number (wraps at 2¹⁶); a response carries its request's.
+        op: Operation code (`hil.backends.device.protocol.Op`).
+        body: Payload bytes.
+        status: 0, or the error code of an ERROR frame.
+        flags: Bit 0 = this request is a retry (the device may answer from its reply cache).
+        version: Protocol version of the sender.
+    """
+
+    type: FrameType
+    seq: int
+    op: int
+    body: bytes = b""
+    status: int = 0
+    flags: int = 0
+    version: int = VERSION
+
+    def encode(self) -> bytes:
+        """The frame as it goes on the wire, delimiter included."""
+        header = HEADER.pack(self.version, int(self.type), self.seq & 0xFFFF, self.op, self.flags, self.status,
+                             len(self.body))
+        packet = header + self.body
+        return cobs.encode(packet + CRC.pack(crc32c.crc32c(packet))) + DELIMITER
+
+
+def decode_frame(encoded: bytes) -> Frame:
+    """Decode one frame (without its 0x00 delimiter).
+
+    Raises:
+        FrameError: COBS, length, CRC, version or body-length check failed.
+    """
+    try:
+        packet = cobs.decode(encoded)
+    except cobs.DecodeError as error:
+        raise FrameError(f"corrupt frame (COBS: {error})") from None
+    if len(packet) < HEADER.size + CRC.size:
+        raise FrameError(f"truncated frame ({len(packet)} bytes, need ≥ {HEADER.size + CRC.size})")
+    content, (crc,) = packet[:-CRC.size], CRC.unpack(packet[-CRC.size:])
+    if crc32c.crc32c(content) != crc:
+        raise FrameError("corrupt frame (CRC32C mismatch)")
+    version, kind, seq, op, flags, status, length = HEADER.unpack_from(content)
+    if version != VERSION:
+        raise FrameError(f"peer speaks protocol version {version}; this hil speaks AMVM/{VERSION}")
+    body = content[HEADER.size:]
+    if len(body) != length:
+        raise FrameError(f"frame body is {len(body)} bytes but the header says {length}")
+    try:
+        frame_type = FrameType(kind)
+    except ValueError:
+        raise FrameError(f"unknown frame type {kind}") from None
+    return Frame(frame_type, seq, op, body, status, flags, version)
+
+
+class FrameReader:
+    """Splits a byte stream into frames at 0x00 delimiters."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add received bytes; return the complete encoded frames (delimiters stripped)."""
+        self._buffer += data
+        frames = []
+        while True:
+            end = self._buffer.find(0)
+            if end < 0:
+                return frames
+            chunk = bytes(self._buffer[:end])
+            del self._buffer[:end + 1]
+            if chunk:
+                frames.append(chunk)
+
+    def clear(self) -> None:
+        """Drop partial data (after a timeout: resynchronise at the next delimiter)."""
+        self._buffer.clear()
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete frame held."""
+        return len(self._buffer)

@@ -1,0 +1,274 @@
+"""Byte transports under the AMVM/1 driver: serial (pyserial), TCP, record/replay, and a fake.
+
+A transport moves bytes and nothing else; framing, retries and resynchronisation live in the
+driver. Every read takes a timeout and returns ``b""`` when it expires — there is no blocking
+read without one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from hil.errors import ConfigError, HilError
+
+
+class DeviceError(HilError):
+    """The device or its link failed (no answer, refused, protocol violation)."""
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """A bidirectional byte stream with timeouts."""
+
+    description: str
+
+    def write(self, data: bytes) -> None:
+        """Send all of ``data``."""
+        ...
+
+    def read(self, timeout: float) -> bytes:
+        """Whatever arrives within ``timeout`` seconds (at least one byte), or ``b""``."""
+        ...
+
+    def drain(self) -> None:
+        """Discard input already received (resynchronise after a timeout)."""
+        ...
+
+    def close(self) -> None:
+        """Release the port or socket. Safe to call twice."""
+        ...
+
+
+class SerialTransport:
+    """A serial port (or a pty) through pyserial, raw 8N1."""
+
+    def __init__(self, port: str, baudrate: int = 115200) -> None:
+        import serial
+
+        self.description = f"serial:{port}"
+        try:
+            self._port = serial.Serial(port, baudrate=baudrate, timeout=0, write_timeout=5.0)
+        except (serial.SerialException, OSError, ValueError) as error:
+            reason = str(error).split(":")[-1].strip() or str(error)
+            raise DeviceError(f"cannot open serial port {port}: {reason}; check the path (hil device emulate "
+                              f"prints one) and permissions") from None
+
+    def write(self, data: bytes) -> None:
+        import serial
+
+        try:
+            self._port.write(data)
+            self._port.flush()
+        except (serial.SerialException, OSError) as error:
+            raise DeviceError(f"{self.description}: write failed ({error}); is the device still connected?") from None
+
+    def read(self, timeout: float) -> bytes:
+        import serial
+
+        try:
+            ready, _, _ = select.select([self._port.fileno()], [], [], timeout)
+            if not ready:
+                return b""
+            data = self._port.read(max(self._port.in_waiting, 1))
+        except (serial.SerialException, OSError, TypeError) as error:
+            raise DeviceError(f"{self.description}: link lost ({error})") from None
+        if not data:
+            raise DeviceError(f"{self.description}: link closed by the device")
+        return data
+
+    def drain(self) -> None:
+        try:
+            while self.read(0.0):
+                pass
+            self._port.reset_input_buffer()
+        except (DeviceError, OSError):
+            pass
+
+    def close(self) -> None:
+        self._port.close()
+
+
+class TcpTransport:
+    """A TCP socket (``host:port``)."""
+
+    def __init__(self, address: str, connect_timeout: float = 5.0) -> None:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"bad TCP address {address!r}; use HOST:PORT, e.g. 127.0.0.1:5025")
+        self.description = f"tcp:{address}"
+        try:
+            self._socket = socket.create_connection((host, int(port)), timeout=connect_timeout)
+        except OSError as error:
+            raise DeviceError(f"cannot connect to {address}: {error.strerror or error}; is the device "
+                              f"(or hil device emulate --tcp {address}) running?") from None
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._socket.settimeout(5.0)
+            self._socket.sendall(data)
+        except OSError as error:
+            raise DeviceError(f"{self.description}: send failed ({error})") from None
+
+    def read(self, timeout: float) -> bytes:
+        try:
+            ready, _, _ = select.select([self._socket], [], [], timeout)
+            if not ready:
+                return b""
+            self._socket.settimeout(timeout)
+            data = self._socket.recv(1 << 20)
+        except OSError as error:
+            raise DeviceError(f"{self.description}: link lost ({error})") from None
+        if not data:
+            raise DeviceError(f"{self.description}: connection closed by the device")
+        return data
+
+    def drain(self) -> None:
+        try:
+            while self.read(0.0):
+                pass
+        except DeviceError:
+            pass
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+class FakeTransport:
+    """Checks the exact bytes a driver writes and answers with canned bytes (unit tests).
+
+    Args:
+        exchange: ``(expected write, reply)`` pairs in order, like pymeasure's expected_protocol.
+    """
+
+    def __init__(self, exchange: Iterable[tuple[bytes, bytes]]) -> None:
+        self.description = "fake"
+        self._exchange = list(exchange)
+        self._inbox = b""
+
+    def write(self, data: bytes) -> None:
+        if not self._exchange:
+            raise AssertionError(f"unexpected write {data!r}: the exchange is finished")
+        expected, reply = self._exchange.pop(0)
+        if data != expected:
+            raise AssertionError(f"wrote {data!r}, expected {expected!r}")
+        self._inbox += reply
+
+    def read(self, timeout: float) -> bytes:
+        data, self._inbox = self._inbox, b""
+        return data
+
+    def drain(self) -> None:
+        self._inbox = b""
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def finished(self) -> bool:
+        """True when every expected write happened."""
+        return not self._exchange
+
+
+class RecordingTransport:
+    """Wraps a transport and appends every write and read to a ``.hilrec`` file (JSON lines)."""
+
+    def __init__(self, inner: Transport, path: str | os.PathLike[str]) -> None:
+        self.inner = inner
+        self.description = f"{inner.description} (recording to {path})"
+        self._file = Path(path).open("w")
+        self._file.write(json.dumps({"hilrec": 1, "transport": inner.description}) + "\n")
+
+    def _log(self, direction: str, data: bytes) -> None:
+        self._file.write(json.dumps({"d": direction, "x": data.hex()}) + "\n")
+
+    def write(self, data: bytes) -> None:
+        self._log("w", data)
+        self.inner.write(data)
+
+    def read(self, timeout: float) -> bytes:
+        data = self.inner.read(timeout)
+        if data:
+            self._log("r", data)
+        return data
+
+    def drain(self) -> None:
+        self.inner.drain()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.inner.close()
+
+
+class ReplayTransport:
+    """Serves a recorded exchange back; the driver must write exactly what was recorded."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.description = f"replay:{path}"
+        try:
+            lines = Path(path).read_text().splitlines()
+            header = json.loads(lines[0])
+            events = [json.loads(line) for line in lines[1:]]
+        except FileNotFoundError:
+            raise ConfigError(f"recording {path} does not exist; record one with --record FILE") from None
+        except (OSError, ValueError, IndexError) as error:
+            raise ConfigError(f"{path} is not a hil recording ({error})") from None
+        if not isinstance(header, dict) or header.get("hilrec") != 1:
+            raise ConfigError(f"{path} is not a hil recording (version 1)")
+        self._events = [(e["d"], bytes.fromhex(e["x"])) for e in events]
+        self._written = b""
+
+    def write(self, data: bytes) -> None:
+        self._written += data
+        while self._events and self._events[0][0] == "w" and self._written:
+            expected = self._events[0][1]
+            if not self._written.startswith(expected[:len(self._written)]):
+                raise DeviceError(f"{self.description}: the host sent different bytes than in the recording "
+                                  f"(model, data or settings changed); record again")
+            if len(self._written) < len(expected):
+                return
+            self._written = self._written[len(expected):]
+            self._events.pop(0)
+
+    def read(self, timeout: float) -> bytes:
+        if self._events and self._events[0][0] == "r":
+            return self._events.pop(0)[1]
+        if not self._events:
+            raise DeviceError(f"{self.description}: the recording ended; the host asked for more than was recorded")
+        time.sleep(0)
+        return b""
+
+    def drain(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def open_transport(address: str) -> Transport:
+    """Open ``serial:PATH``, ``tcp:HOST:PORT`` or ``replay:FILE``.
+
+    Raises:
+        ConfigError: Unknown transport or malformed address.
+        DeviceError: The port or socket cannot be opened.
+    """
+    kind, _, rest = address.partition(":")
+    if not rest:
+        raise ConfigError(f"bad device address {address!r}; use serial:/dev/ttyUSB0, tcp:127.0.0.1:5025 or "
+                          f"replay:FILE.hilrec")
+    if kind == "serial":
+        return SerialTransport(rest)
+    if kind == "tcp":
+        return TcpTransport(rest)
+    if kind == "replay":
+        return ReplayTransport(rest)
+    raise ConfigError(f"unknown device transport {kind!r} in {address!r}; use serial:, tcp: or replay: "
+                      f"(or a driver registered in the hil.drivers entry-point group)")
