@@ -18,7 +18,7 @@ device_app = typer.Typer(help="Analog device: emulator and link checks.", no_arg
 @device_app.command("emulate")
 def emulate(
     port: Annotated[str | None, typer.Option("--port", help="pty: serve on a new pseudo-terminal.")] = None,
-    tcp: Annotated[str | None, typer.Option("--tcp", help="Serve on HOST:PORT (loopback), e.g. 127.0.0.1:5025.")] = None,
+    tcp: Annotated[str | None, typer.Option("--tcp", help="Serve on HOST:PORT, e.g. 127.0.0.1:5025.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Device TOML (sigma_add, sigma_mul, seed, rows, "
                                                                  "cols, adc_bits, …).")] = None,
     sigma_add: Annotated[float | None, typer.Option("--sigma-add", help="Hidden σa (overrides --config).")] = None,

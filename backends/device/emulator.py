@@ -150,7 +150,7 @@ class DeviceEmulator:
         self.tiles: dict[int, np.ndarray] = {}
         self.errors: list[tuple[int, str]] = []
         self.errors_total = 0
-        self.replies: OrderedDict[int, bytes] = OrderedDict()
+        self.replies: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
         self.started = time.monotonic()
         self.heat = 0.0
         self.last_use = time.monotonic()
@@ -178,7 +178,8 @@ class DeviceEmulator:
         """Reply (wire bytes) to one received frame (without delimiter); None to stay silent.
 
         Corrupt frames are answered with nothing: the host times out and retries. A retried
-        sequence number is answered from the reply cache without running again.
+        request (same sequence number, operation and body) is answered from the reply cache
+        without running again; HELLO starts a new session and empties the cache.
         """
         try:
             frame = decode_frame(encoded)
@@ -191,10 +192,13 @@ class DeviceEmulator:
             return None
         if frame.type != FrameType.REQUEST:
             return None
-        if frame.seq in self.replies:
-            return self.replies[frame.seq]
+        if frame.op == Op.HELLO:
+            self.replies.clear()  # a new session: its sequence numbers start again
+        key = (frame.seq, frame.op, hash(frame.body))
+        if key in self.replies:
+            return self.replies[key]
         reply = self._execute(frame)
-        self.replies[frame.seq] = reply
+        self.replies[key] = reply
         while len(self.replies) > REPLY_CACHE:
             self.replies.popitem(last=False)
         return reply

@@ -64,7 +64,8 @@ def test_driver_handshake_is_exactly_the_documented_bytes() -> None:
     caps = emulator.caps.pack()
     ident = emulator.identity.encode()
     exchange = [
-        (Frame(FrameType.REQUEST, 1, Op.HELLO, bytes([1, 1])).encode(), Frame(FrameType.RESPONSE, 1, Op.HELLO, b"\x01").encode()),
+        (Frame(FrameType.REQUEST, 1, Op.HELLO, bytes([1, 1])).encode(),
+         Frame(FrameType.RESPONSE, 1, Op.HELLO, b"\x01").encode()),
         (Frame(FrameType.REQUEST, 2, Op.IDENT).encode(), Frame(FrameType.RESPONSE, 2, Op.IDENT, ident).encode()),
         (Frame(FrameType.REQUEST, 3, Op.CAPS).encode(), Frame(FrameType.RESPONSE, 3, Op.CAPS, caps).encode()),
     ]
