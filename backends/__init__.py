@@ -1,7 +1,8 @@
 """Backends that execute a network's matmuls and noise sites (torch-free until one is built).
 
 Built-ins: ``sim`` (reference Gaussian emulator, CPU) and ``gpu`` (the same on CUDA).
-``device:…`` is reserved for real analog hardware. Add your own with `register_backend`.
+``device:…`` runs matmuls on an analog tile device (`hil.backends.device`). Add your own with
+`register_backend`.
 """
 
 from __future__ import annotations
@@ -45,11 +46,6 @@ def get_backend(spec: str | BackendSpec) -> Backend:
         BackendUnavailableError: The backend cannot run here (e.g. ``gpu`` without CUDA).
     """
     parsed = parse_backend_spec(spec) if isinstance(spec, str) else spec
-    if parsed.name == "device" and "device" not in BACKENDS:
-        raise UnknownNameError(
-            "backend 'device' (real analog hardware) is not available in this version of hil; "
-            "use sim or gpu"
-        )
     if parsed.name not in BACKENDS:
         raise UnknownNameError(
             f"unknown backend {parsed.name!r}; choose one of: {', '.join(backend_names())} "

@@ -7,7 +7,7 @@ Grammar: ``NAME[:ADDRESS][:KEY=VALUE[,KEY=VALUE...]]``
 ``sim:seed=3``         same, seed 3
 ``gpu``                same noise model on ``cuda`` (current CUDA device)
 ``gpu:cuda:1``         on CUDA device 1; ``gpu:cuda:1:seed=3`` with seed 3
-``device:ADDRESS``     reserved for real analog hardware (serial/VISA/TCP address)
+``device:ADDRESS``     analog tile device: serial:PATH, tcp:HOST:PORT, replay:FILE, NAME:ADDR
 =====================  ==========================================================
 """
 

@@ -53,13 +53,15 @@ def test_invalid_specs(text: str, message: str) -> None:
 
 
 def test_unknown_backend_lists_valid_names() -> None:
-    with pytest.raises(UnknownNameError, match="unknown backend 'fpga'; choose one of: gpu, sim"):
+    with pytest.raises(UnknownNameError, match="unknown backend 'fpga'; choose one of: device, gpu, sim"):
         get_backend("fpga")
 
 
-def test_device_backend_is_reserved() -> None:
-    with pytest.raises(UnknownNameError, match="'device'.*not available"):
-        get_backend("device:tcp:localhost:5025")
+def test_device_backend_reports_an_unreachable_device() -> None:
+    from hil.backends.device import DeviceError
+
+    with pytest.raises(DeviceError, match="cannot connect to 127.0.0.1:1"):
+        get_backend("device:tcp:127.0.0.1:1")
 
 
 def test_sim_backend_takes_seed() -> None:
