@@ -25,6 +25,8 @@ def emulate(
     sigma_mul: Annotated[float | None, typer.Option("--sigma-mul", help="Hidden σm (overrides --config).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of gains, offsets and noise.")] = None,
     faults: Annotated[str | None, typer.Option("--faults", help="e.g. drop=0.01,flip=0.01,delay=0.01.")] = None,
+    framing: Annotated[str, typer.Option("--framing", help="binary (AMVM/1 frames, serial/TCP) or scpi "
+                                                           "(text + IEEE blocks, for VISA).")] = "binary",
 ) -> None:
     """Run an AMVM/1 device emulator in the foreground; prints where it listens, then serves until killed."""
     from hil.backends.device.emulator import DeviceEmulator, EmulatorConfig, Faults, with_overrides
@@ -32,6 +34,10 @@ def emulate(
 
     if (port is None) == (tcp is None):
         raise ConfigError("give exactly one of --port pty or --tcp HOST:PORT")
+    if framing not in ("binary", "scpi"):
+        raise ConfigError(f"--framing must be binary or scpi, got {framing!r}")
+    if framing == "scpi" and faults:
+        raise ConfigError("--faults apply to the binary framing only; drop --faults or use --framing binary")
     if port is not None and port != "pty":
         raise ConfigError(f"--port must be 'pty' (the emulator makes its own pseudo-terminal), got {port!r}")
     base = EmulatorConfig.from_toml(config) if config else EmulatorConfig()
@@ -44,14 +50,14 @@ def emulate(
         sys.stdout.flush()
 
     if port is not None:
-        serve_pty(emulator, fault_plan, announce)
+        serve_pty(emulator, fault_plan, announce, framing)
     else:
-        serve_tcp(emulator, fault_plan, str(tcp), announce)
+        serve_tcp(emulator, fault_plan, str(tcp), announce, framing)
 
 
 @device_app.command("info")
 def info(
-    device: Annotated[str, typer.Option("--device", help="serial:PATH, tcp:HOST:PORT, replay:FILE or NAME:ADDR.")],
+    device: Annotated[str, typer.Option("--device", help="serial:PATH, tcp:HOST:PORT, visa:RESOURCE, replay:FILE or NAME:ADDR.")],
     timeout: Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds to wait per reply.")] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:

@@ -210,14 +210,18 @@ def _split_options(address: str) -> tuple[str, dict[str, str]]:
     parsed = {}
     for item in filter(None, options.split(";")):
         key, eq, value = item.partition("=")
-        if not eq or key not in ("record", "layers", "timeout"):
-            raise ConfigError(f"bad device option {item!r}; valid: record=FILE, layers=SITE[,SITE], timeout=SECONDS")
+        if not eq or key not in ("record", "layers", "timeout", "visa_library"):
+            raise ConfigError(f"bad device option {item!r}; valid: record=FILE, layers=SITE[,SITE], "
+                              f"timeout=SECONDS, visa_library=@py|FILE.yaml@sim")
         parsed[key] = value
     return base, parsed
 
 
-def open_driver(address: str, timeout: float = 2.0, record: str | None = None) -> Driver:
-    """A driver for ``serial:…``, ``tcp:…``, ``replay:…`` or ``NAME:…`` (a ``hil.drivers`` entry point).
+def open_driver(address: str, timeout: float = 2.0, record: str | None = None,
+                library: str | None = None) -> Driver:
+    """A driver for ``serial:…``, ``tcp:…``, ``visa:…``, ``replay:…`` or ``NAME:…`` (``hil.drivers``).
+
+    ``library`` is the pyvisa library for ``visa:`` (default ``@py``; ``FILE.yaml@sim`` for pyvisa-sim).
 
     Raises:
         ConfigError: Unknown transport or driver.
@@ -225,7 +229,11 @@ def open_driver(address: str, timeout: float = 2.0, record: str | None = None) -
     """
     from hil.backends.device.transport import RecordingTransport, open_transport
 
-    kind = address.partition(":")[0]
+    kind, _, rest = address.partition(":")
+    if kind == "visa":
+        from hil.backends.device.scpi import open_visa
+
+        return open_visa(rest, timeout, library)
     if kind not in ("serial", "tcp", "replay"):
         from hil.backends.device.plugins import load_driver
 
@@ -246,5 +254,7 @@ def create_device_backend(spec: BackendSpec) -> DeviceBackend:
     if not (math.isfinite(timeout) and timeout > 0):
         raise ConfigError("device timeout must be > 0 seconds")
     layers = frozenset(s.strip() for s in options["layers"].split(",")) if "layers" in options else None
-    driver = open_driver(address, timeout=timeout, record=options.get("record"))
+    if "record" in options and address.startswith("visa:"):
+        raise ConfigError("record= works on serial: and tcp: links; the visa: framing is not recorded")
+    driver = open_driver(address, timeout=timeout, record=options.get("record"), library=options.get("visa_library"))
     return DeviceBackend(driver, spec.seed, layers)

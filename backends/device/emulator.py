@@ -407,13 +407,21 @@ class FaultInjector:
 # -- serving ---------------------------------------------------------------------------------
 
 def serve_stream(emulator: DeviceEmulator, read_fd: int, write_fd: int, faults: Faults | None = None,
-                 stop: Any = None) -> str:
-    """Serve AMVM/1 frames on file descriptors until EOF, a disconnect fault or ``stop()``.
+                 stop: Any = None, framing: str = "binary") -> str:
+    """Serve requests on file descriptors until EOF, a disconnect fault or ``stop()``.
+
+    ``framing`` is ``binary`` (AMVM/1 frames; faults apply to replies) or ``scpi`` (text
+    commands with IEEE-488.2 blocks, `hil.backends.device.scpi`; no faults).
 
     Returns why it stopped: ``"eof"``, ``"disconnect"`` or ``"stopped"``.
     """
     reader = FrameReader()
     injector = FaultInjector(faults or Faults())
+    scpi = None
+    if framing == "scpi":
+        from hil.backends.device.scpi import ScpiSession
+
+        scpi = ScpiSession(emulator)
     pending: list[tuple[float, bytes]] = []  # late replies: (send at, bytes)
     while stop is None or not stop():
         timeout = 0.05 if not pending else max(0.0, min(t for t, _ in pending) - time.monotonic())
@@ -426,10 +434,16 @@ def serve_stream(emulator: DeviceEmulator, read_fd: int, write_fd: int, faults: 
             continue
         try:
             data = os.read(read_fd, 1 << 20)
+        except BlockingIOError:
+            continue
         except OSError:
             return "eof"
         if not data:
             return "eof"
+        if scpi is not None:
+            for reply in scpi.feed(data):
+                _write_all(write_fd, reply)
+            continue
         for encoded in reader.feed(data):
             reply = emulator.handle(encoded)
             if reply is None:

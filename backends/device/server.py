@@ -23,7 +23,8 @@ def _stop_on_signals() -> Callable[[], bool]:
     return lambda: stopped["flag"]
 
 
-def serve_pty(emulator: DeviceEmulator, faults: Faults, announce: Callable[[str], None]) -> None:
+def serve_pty(emulator: DeviceEmulator, faults: Faults, announce: Callable[[str], None],
+              framing: str = "binary") -> None:
     """Open a pty in raw mode, announce its path, serve sessions until SIGINT/SIGTERM.
 
     The emulator keeps its own handle on the terminal side, so hosts may open and close the path
@@ -37,14 +38,15 @@ def serve_pty(emulator: DeviceEmulator, faults: Faults, announce: Callable[[str]
     announce(os.ttyname(slave))
     try:
         while not stop():
-            if serve_stream(emulator, master, master, faults, stop) == "eof":
+            if serve_stream(emulator, master, master, faults, stop, framing) == "eof":
                 break
     finally:
         os.close(master)
         os.close(slave)
 
 
-def serve_tcp(emulator: DeviceEmulator, faults: Faults, address: str, announce: Callable[[str], None]) -> None:
+def serve_tcp(emulator: DeviceEmulator, faults: Faults, address: str, announce: Callable[[str], None],
+              framing: str = "binary") -> None:
     """Listen on ``HOST:PORT`` (port 0 = any free one), announce it, serve one client at a time."""
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
@@ -69,6 +71,6 @@ def serve_tcp(emulator: DeviceEmulator, faults: Faults, address: str, announce: 
             with connection:
                 connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 connection.setblocking(False)
-                serve_stream(emulator, connection.fileno(), connection.fileno(), faults, stop)
+                serve_stream(emulator, connection.fileno(), connection.fileno(), faults, stop, framing)
     finally:
         server.close()

@@ -154,3 +154,13 @@ def test_emulate_needs_exactly_one_place_to_listen() -> None:
     assert result.exit_code == 1 and "exactly one of --port pty or --tcp" in result.stderr
     result = runner.invoke(app, ["device", "emulate", "--port", "/dev/ttyS0"])
     assert result.exit_code == 1 and "--port must be 'pty'" in result.stderr
+
+
+def test_accuracy_through_visa_over_the_pty_matches_sim(checkpoint: Path) -> None:
+    process, path = start_emulator("--port", "pty", "--framing", "scpi", "--sigma-mul", "0.1", "--seed", "1")
+    try:
+        device = evaluate(checkpoint, f"device:visa:ASRL{path}::INSTR", "--repeats", "2")
+    finally:
+        stop(process)
+    sim = evaluate(checkpoint, "sim", "--sigma-mul", "0.1", "--sites", "matmul", "--repeats", "4")
+    assert abs(device["mean"] - sim["mean"]) < 3 * max(device["std"], sim["std"], 0.01) + 0.02, (device, sim)

@@ -1,0 +1,269 @@
+"""AMVM/1 over SCPI text with IEEE-488.2 definite-length blocks (the VISA framing).
+
+Device side: `ScpiSession` parses commands (newline-terminated, blocks ``#<n><len><bytes>`` may
+contain any byte) and answers them from a `DeviceEmulator`. Host side: `ScpiDriver` speaks the
+same command set through pyvisa (pyvisa-py for ``ASRL/dev/pts/N::INSTR`` and ``TCPIP::…::SOCKET``).
+
+Commands (docs/protocol.md §8):
+
+=========================================  =================================================
+``*IDN?``                                  identity
+``*RST`` / ``*CLS``                        reset tiles / clear the error queue
+``SYST:ERR?``                              ``<code>,"<message>"`` (``0,"No error"``)
+``AMVM:PROT?``                             ``AMVM/1``
+``AMVM:CAP?``                              rows,cols,slots,dac_bits,adc_bits,max_batch,max_repeats,max_frame,full_scale
+``AMVM:STAT?``                             temperature,uptime,errors_total,loaded_mask
+``AMVM:LOAD? <slot>,<rows>,<cols>,#block``  CRC32C of the stored int16 codes (decimal)
+``AMVM:RUN? <slot>,<batch>,<repeats>,#block``  ``#block`` with the binary RUN reply body (§4)
+``AMVM:RUNA? <slot>,<repeats>,<x1>,…``      one vector in ASCII → ``<sat>,<code>,…`` (repeat-major)
+=========================================  =================================================
+
+A query that fails queues an error and sends no reply (SCPI convention); the host reads
+``SYST:ERR?`` after its timeout to say what went wrong.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+
+from hil.backends.device.driver import DeviceStatus
+from hil.backends.device.protocol import (
+    ERROR_HEAD,
+    LOAD_HEAD,
+    PROTOCOL,
+    RUN_HEAD,
+    STATUS_BODY,
+    Capabilities,
+    Op,
+    RunReply,
+    pack_codes,
+)
+from hil.backends.device.transport import DeviceError
+from hil.errors import ConfigError
+
+
+def ieee_block(data: bytes) -> bytes:
+    """``#<n><len><data>`` (IEEE-488.2 definite-length arbitrary block)."""
+    length = str(len(data)).encode()
+    return b"#" + str(len(length)).encode() + length + data
+
+
+class ScpiSession:
+    """The device side of the SCPI framing for one byte stream."""
+
+    def __init__(self, emulator: Any) -> None:
+        self.emulator = emulator
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add received bytes; return the replies to every complete command."""
+        self._buffer += data
+        replies = []
+        while True:
+            command = self._next_command()
+            if command is None:
+                return replies
+            reply = self._answer(*command)
+            if reply is not None:
+                replies.append(reply + b"\n")
+
+    def _next_command(self) -> tuple[str, bytes | None] | None:
+        newline = self._buffer.find(b"\n")
+        hash_at = self._buffer.find(b"#")
+        if hash_at >= 0 and (newline < 0 or hash_at < newline) and len(self._buffer) > hash_at + 1:
+            digits = self._buffer[hash_at + 1] - 48
+            if not 1 <= digits <= 9:
+                return self._discard_line(newline)
+            if len(self._buffer) < hash_at + 2 + digits:
+                return None
+            length = int(self._buffer[hash_at + 2:hash_at + 2 + digits])
+            end = hash_at + 2 + digits + length
+            if len(self._buffer) < end + 1:
+                return None
+            text = self._buffer[:hash_at].decode(errors="replace")
+            block = bytes(self._buffer[hash_at + 2 + digits:end])
+            del self._buffer[:end + 1]  # the terminator after the block
+            return text.strip(), block
+        if newline < 0:
+            return None
+        text = self._buffer[:newline].decode(errors="replace")
+        del self._buffer[:newline + 1]
+        return text.strip(), None
+
+    def _discard_line(self, newline: int) -> tuple[str, bytes | None] | None:
+        if newline < 0:
+            return None
+        del self._buffer[:newline + 1]
+        return "", None
+
+    def _binary(self, op: Op, body: bytes) -> bytes | None:
+        """Run a binary operation on the emulator; None after queuing its error."""
+        from hil.backends.device.framing import Frame, FrameType, decode_frame
+
+        self.emulator.replies.clear()  # SCPI has no sequence numbers: never answer from the cache
+        reply = self.emulator.handle(Frame(FrameType.REQUEST, 0, int(op), body).encode()[:-1])
+        frame = decode_frame(reply[:-1])
+        return None if frame.type == FrameType.ERROR else frame.body
+
+    def _answer(self, text: str, block: bytes | None) -> bytes | None:
+        header, _, arguments = text.partition(" ")
+        header = header.upper()
+        args = [a for a in arguments.split(",") if a.strip()] if arguments else []
+        try:
+            if header == "*IDN?":
+                return self.emulator.identity.encode()
+            if header == "*RST":
+                self._binary(Op.RESET, b"")
+                return None
+            if header == "*CLS":
+                self.emulator.errors.clear()
+                return None
+            if header in ("SYST:ERR?", "SYSTEM:ERROR?"):
+                body = self._binary(Op.ERROR_POP, b"") or ERROR_HEAD.pack(0) + b"No error"
+                (code,) = ERROR_HEAD.unpack_from(body)
+                return f'{code},"{body[ERROR_HEAD.size:].decode()}"'.encode()
+            if header == "AMVM:PROT?":
+                return PROTOCOL.encode()
+            if header == "AMVM:CAP?":
+                caps = self.emulator.caps
+                return ",".join(str(v) for v in caps.to_dict().values()).encode()
+            if header == "AMVM:STAT?":
+                body = self._binary(Op.STATUS, b"")
+                return None if body is None else ",".join(map(str, STATUS_BODY.unpack(body))).encode()
+            if header == "AMVM:LOAD?" and block is not None:
+                slot, rows, cols = (int(a) for a in args[:3])
+                body = self._binary(Op.LOAD, LOAD_HEAD.pack(slot, rows, cols) + block)
+                return None if body is None else str(struct.unpack("<I", body)[0]).encode()
+            if header == "AMVM:RUN?" and block is not None:
+                slot, batch, repeats = (int(a) for a in args[:3])
+                body = self._binary(Op.RUN, RUN_HEAD.pack(slot, batch, repeats) + block)
+                return None if body is None else ieee_block(body)
+            if header == "AMVM:RUNA?":
+                slot, repeats = int(args[0]), int(args[1])
+                vector = np.array([int(a) for a in args[2:]], dtype=np.int16)
+                body = self._binary(Op.RUN, RUN_HEAD.pack(slot, 1, repeats) + pack_codes(vector))
+                if body is None:
+                    return None
+                reply = RunReply.unpack(body)
+                return (f"{int(reply.saturated[0])}," + ",".join(map(str, reply.codes.ravel().tolist()))).encode()
+        except (ValueError, IndexError, struct.error) as error:
+            self.emulator.errors.append((-220, f"parameter error in {header}: {error}"))
+            return None
+        self.emulator.errors.append((-100, f"undefined header {header!r}"))
+        return None
+
+
+class ScpiDriver:
+    """Host side of the SCPI framing through pyvisa.
+
+    Args:
+        resource: VISA resource name, e.g. ``ASRL/dev/pts/7::INSTR`` or ``TCPIP::127.0.0.1::5025::SOCKET``.
+        timeout: Seconds per reply.
+        library: pyvisa library spec: ``@py`` (pyvisa-py, default) or ``FILE.yaml@sim`` (pyvisa-sim).
+    """
+
+    def __init__(self, resource: str, *, timeout: float = 2.0, library: str = "@py") -> None:
+        import pyvisa
+
+        self.description = f"visa:{resource}"
+        try:
+            self._manager = pyvisa.ResourceManager(library)
+            self._instrument = self._manager.open_resource(resource)
+        except (pyvisa.Error, OSError, ValueError, ImportError) as error:
+            raise DeviceError(f"cannot open VISA resource {resource}: {str(error).splitlines()[0]}; check the "
+                              f"name (e.g. ASRL/dev/pts/7::INSTR) and that the device is on") from None
+        instrument = self._instrument
+        instrument.read_termination = "\n"
+        instrument.write_termination = "\n"
+        instrument.timeout = int(timeout * 1000)
+        self.timeout = timeout
+        try:
+            self.identity = self._query("*IDN?")
+            protocol = self._query("AMVM:PROT?")
+            if protocol != PROTOCOL:
+                raise DeviceError(f"{self.description} speaks {protocol!r}; this hil speaks {PROTOCOL}")
+            values = self._query("AMVM:CAP?").split(",")
+            self._caps = Capabilities(*(int(v) for v in values[:8]), float(values[8]))
+        except BaseException:
+            self.close()
+            raise
+
+    def _query(self, command: str) -> str:
+        import pyvisa
+
+        try:
+            return self._instrument.query(command).strip()
+        except pyvisa.errors.VisaIOError:
+            raise DeviceError(self._explain(command)) from None
+
+    def _explain(self, command: str) -> str:
+        import pyvisa
+
+        header = command.split(" ")[0]
+        try:
+            error = self._instrument.query("SYST:ERR?").strip()
+        except pyvisa.errors.VisaIOError:
+            return (f"{self.description} did not answer {header} within {self.timeout:g} s; check the resource "
+                    f"name and that the device is on")
+        return f"device error on {header}: {error}"
+
+    def capabilities(self) -> Capabilities:
+        """Capabilities read at connect time."""
+        return self._caps
+
+    def load_tile(self, slot: int, codes: np.ndarray) -> None:
+        """Store a tile and check its CRC."""
+        import crc32c
+        import pyvisa
+
+        rows, cols = codes.shape
+        data = pack_codes(codes)
+        try:
+            self._instrument.write_raw(f"AMVM:LOAD? {slot},{rows},{cols},".encode() + ieee_block(data) + b"\n")
+            stored = int(self._instrument.read().strip())
+        except pyvisa.errors.VisaIOError:
+            raise DeviceError(self._explain("AMVM:LOAD?")) from None
+        if stored != crc32c.crc32c(data):
+            raise DeviceError(f"tile in slot {slot} was stored corrupted (CRC mismatch)")
+
+    def run(self, slot: int, inputs: np.ndarray, repeats: int) -> RunReply:
+        """One binary-block RUN."""
+        import pyvisa
+
+        header = f"AMVM:RUN? {slot},{inputs.shape[0]},{repeats},".encode()
+        try:
+            self._instrument.write_raw(header + ieee_block(pack_codes(inputs)) + b"\n")
+            body = self._instrument.read_binary_values(datatype="B", container=bytes, expect_termination=True)
+        except pyvisa.errors.VisaIOError:
+            raise DeviceError(self._explain("AMVM:RUN?")) from None
+        return RunReply.unpack(body)
+
+    def run_ascii(self, slot: int, vector: np.ndarray, repeats: int) -> tuple[bool, np.ndarray]:
+        """One vector in ASCII (the slow baseline of benchmarks/device_link.py)."""
+        text = self._query(f"AMVM:RUNA? {slot},{repeats}," + ",".join(map(str, vector.tolist())))
+        values = [int(v) for v in text.split(",")]
+        return bool(values[0]), np.array(values[1:], dtype=np.int16).reshape(repeats, -1)
+
+    def status(self) -> DeviceStatus:
+        """Temperature, uptime, error count, loaded slots."""
+        values = self._query("AMVM:STAT?").split(",")
+        return DeviceStatus(float(values[0]), float(values[1]), int(values[2]), int(values[3]))
+
+    def close(self) -> None:
+        """Close the VISA session."""
+        for closer in (getattr(self, "_instrument", None), getattr(self, "_manager", None)):
+            try:
+                if closer is not None:
+                    closer.close()
+            except Exception:  # noqa: BLE001 - closing twice or a dead session must not raise
+                pass
+
+
+def open_visa(address: str, timeout: float, library: str | None) -> ScpiDriver:
+    """``visa:RESOURCE`` → a `ScpiDriver`."""
+    if not address:
+        raise ConfigError("visa: needs a resource name, e.g. visa:ASRL/dev/pts/7::INSTR")
+    return ScpiDriver(address, timeout=timeout, library=library or "@py")
