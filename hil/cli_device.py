@@ -57,7 +57,8 @@ def emulate(
 
 @device_app.command("info")
 def info(
-    device: Annotated[str, typer.Option("--device", help="serial:PATH, tcp:HOST:PORT, visa:RESOURCE, replay:FILE or NAME:ADDR.")],
+    device: Annotated[str, typer.Option(
+        "--device", help="serial:PATH, tcp:HOST:PORT, visa:RESOURCE, replay:FILE or NAME:ADDR.")],
     timeout: Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds to wait per reply.")] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
