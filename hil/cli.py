@@ -221,6 +221,8 @@ def evaluate(
         "--cost", help="What the greedy budget counts: executions (default) or macs.")] = "executions",
     repeats: Annotated[int | None, typer.Option(
         "--repeats", min=1, help="Independent noise draws (default 1; 5 with --compare-reps).")] = None,
+    device_layers: Annotated[str | None, typer.Option(
+        "--device-layers", help="With a device backend: only these sites (e.g. 1:fc1,3:fc2) run on the device.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the noise draws.")] = 0,
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Override the dataset folder.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch size.")] = 1000,
@@ -231,6 +233,8 @@ def evaluate(
 
     flags = _noise_flags(sigma_add, sigma_mul, order, sites, gradient, executions)
     noise = NoiseSpec.from_dict({k: v for k, v in flags.items() if v is not None})
+    if device_layers is not None:
+        backend = _with_device_layers(backend, device_layers)
     chosen = [name for name, value in (("--guided-reps", guided_reps), ("--uniform-reps", uniform_reps),
                                        ("--compare-reps", compare_reps)) if value is not None]
     if len(chosen) > 1:
@@ -254,6 +258,17 @@ def evaluate(
     stdout.print(f"accuracy: {result.mean:.2%} ± {result.std:.2%} over {result.repeats} "
                  f"repeat{'s' if result.repeats > 1 else ''} ({describe_noise(noise)}, "
                  f"backend {report.backend}, {result.samples} test samples)")
+
+
+def _with_device_layers(backend: str, layers: str) -> str:
+    if not backend.startswith("device:"):
+        raise ConfigError("--device-layers needs a device backend (--backend device:…)")
+    if "layers=" in backend:
+        raise ConfigError("give the device layers once: either --device-layers or #layers= in the backend")
+    names = ",".join(item.strip() for item in layers.split(",") if item.strip())
+    if not names:
+        raise ConfigError("--device-layers is empty; name sites such as 1:fc1,3:fc2 (hil sites --model …)")
+    return f"{backend}{';' if '#' in backend else '#'}layers={names}"
 
 
 def _evaluate_repetitions(checkpoint: Path, backend: str, noise: Any, guided: Path | None, uniform: int | None,

@@ -197,8 +197,10 @@ class DeviceBackend:
         batch = max(1, min(caps.max_batch, (caps.max_frame - 256) // per_vector))
         averaged = np.empty((len(codes), cols))
         saturated = np.zeros(len(codes), dtype=bool)
-        for start in range(0, len(codes), batch):
-            reply = self.driver.run(slot, codes[start:start + batch], repeats)
+        chunks = [codes[start:start + batch] for start in range(0, len(codes), batch)]
+        run_many = getattr(self.driver, "run_many", None)  # pipelined when the driver can
+        replies = run_many(slot, chunks, repeats) if run_many else [self.driver.run(slot, c, repeats) for c in chunks]
+        for start, reply in zip(range(0, len(codes), batch), replies, strict=True):
             averaged[start:start + batch] = reply.codes.astype(np.float64).mean(axis=0)
             saturated[start:start + batch] = reply.saturated
         self.vectors_run += len(codes) * repeats

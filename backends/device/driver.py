@@ -98,6 +98,7 @@ class AmvmDriver:
         self.retries = retries
         self.stats = LinkStats()
         self._reader = FrameReader()
+        self._backlog: list[bytes] = []  # received frames not yet looked at
         self._seq = 0
         try:
             self._hello()
@@ -124,52 +125,84 @@ class AmvmDriver:
         Raises:
             DeviceError: No valid reply after all retries, or the device answered with an error.
         """
-        self._seq = (self._seq + 1) & 0xFFFF
-        frame = Frame(FrameType.REQUEST, self._seq, int(op), body)
-        self.stats.requests += 1
-        self.stats.payload_out += len(body)
-        attempts = self.retries + 1
-        for attempt in range(attempts):
-            wire = (frame if attempt == 0 else Frame(FrameType.REQUEST, frame.seq, frame.op, body, flags=1)).encode()
-            self.transport.write(wire)
-            self.stats.bytes_out += len(wire)
-            reply = self._await(frame.seq)
-            if reply is not None:
-                if reply.type == FrameType.ERROR:
-                    message = reply.body.decode(errors="replace")
-                    raise DeviceError(f"device error {reply.status} on {op.name}: {message}")
-                self.stats.payload_in += len(reply.body)
-                return reply.body
-            self.stats.retries += attempt < attempts - 1
-            self._reader.clear()
-            self.transport.drain()
-        raise DeviceError(f"{self.transport.description} did not answer {op.name} within {self.timeout:g} s "
-                          f"after {attempts} tries; check the cable/port and that the device is powered")
+        return self.request_many(op, [body], window=1)[0]
 
-    def _await(self, seq: int) -> Frame | None:
-        """The reply to ``seq``, or None after a timeout or a corrupt frame (the caller retries)."""
+    def request_many(self, op: Op, bodies: list[bytes], window: int = 2) -> list[bytes]:
+        """Send requests with up to ``window`` outstanding at once; reply bodies in request order.
+
+        Pipelining lets the next request travel while the device computes the previous one. On a
+        timeout or a corrupt reply every outstanding request is resent with its own sequence
+        number (the device answers those it already ran from its reply cache).
+
+        Raises:
+            DeviceError: No valid reply after all retries, or the device answered with an error.
+        """
+        results: list[bytes | None] = [None] * len(bodies)
+        outstanding: dict[int, tuple[int, Frame]] = {}  # seq → (index, frame), in send order
+        failures = 0
+        sent = 0
+        while sent < len(bodies) or outstanding:
+            while sent < len(bodies) and len(outstanding) < window:
+                self._seq = (self._seq + 1) & 0xFFFF
+                frame = Frame(FrameType.REQUEST, self._seq, int(op), bodies[sent])
+                outstanding[frame.seq] = (sent, frame)
+                self.stats.requests += 1
+                self.stats.payload_out += len(frame.body)
+                self._send(frame)
+                sent += 1
+            reply = self._await(set(outstanding))
+            if reply is None:
+                failures += 1
+                if failures > self.retries:
+                    raise DeviceError(f"{self.transport.description} did not answer {op.name} within "
+                                      f"{self.timeout:g} s after {self.retries + 1} tries; check the cable/port "
+                                      f"and that the device is powered")
+                self.stats.retries += 1
+                self._reader.clear()
+                self._backlog.clear()
+                self.transport.drain()
+                for _, frame in outstanding.values():
+                    self._send(Frame(FrameType.REQUEST, frame.seq, frame.op, frame.body, flags=1))
+                continue
+            if reply.type == FrameType.ERROR:
+                message = reply.body.decode(errors="replace")
+                raise DeviceError(f"device error {reply.status} on {op.name}: {message}")
+            index, _ = outstanding.pop(reply.seq)
+            results[index] = reply.body
+            self.stats.payload_in += len(reply.body)
+        return [r if r is not None else b"" for r in results]
+
+    def _send(self, frame: Frame) -> None:
+        wire = frame.encode()
+        self.transport.write(wire)
+        self.stats.bytes_out += len(wire)
+
+    def _await(self, expected: set[int]) -> Frame | None:
+        """The next reply to one of ``expected``, or None after a timeout or a corrupt frame."""
         import time
 
         deadline = time.monotonic() + self.timeout
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.stats.timeouts += 1
-                return None
-            data = self.transport.read(remaining)
-            self.stats.bytes_in += len(data)
-            for encoded in self._reader.feed(data):
+            while self._backlog:
+                encoded = self._backlog.pop(0)
                 try:
                     reply = decode_frame(encoded)
                 except FrameError as error:
                     if "version" in str(error):
                         raise DeviceError(f"{self.transport.description}: {error}") from None
                     self.stats.corrupt += 1
+                    self._backlog.clear()
                     return None
-                if reply.seq != seq or reply.type == FrameType.REQUEST:
-                    self.stats.stale += 1  # a late answer to an earlier try: already handled
-                    continue
-                return reply
+                if reply.seq in expected and reply.type != FrameType.REQUEST:
+                    return reply
+                self.stats.stale += 1  # a late answer to an earlier try: already handled
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.stats.timeouts += 1
+                return None
+            data = self.transport.read(remaining)
+            self.stats.bytes_in += len(data)
+            self._backlog.extend(self._reader.feed(data))
 
     # -- operations --------------------------------------------------------------------------
 
@@ -191,8 +224,12 @@ class AmvmDriver:
 
     def run(self, slot: int, inputs: np.ndarray, repeats: int) -> RunReply:
         """Run input codes on a loaded tile (one RUN; the caller respects max_batch and max_frame)."""
-        batch = inputs.shape[0]
-        return RunReply.unpack(self.request(Op.RUN, RUN_HEAD.pack(slot, batch, repeats) + pack_codes(inputs)))
+        return self.run_many(slot, [inputs], repeats)[0]
+
+    def run_many(self, slot: int, batches: list[np.ndarray], repeats: int, window: int = 2) -> list[RunReply]:
+        """Several RUNs on one tile, pipelined (``window`` requests in flight)."""
+        bodies = [RUN_HEAD.pack(slot, b.shape[0], repeats) + pack_codes(b) for b in batches]
+        return [RunReply.unpack(body) for body in self.request_many(Op.RUN, bodies, window)]
 
     def status(self) -> DeviceStatus:
         """Temperature, uptime, error count, loaded slots."""

@@ -276,14 +276,17 @@ class DeviceEmulator:
             raise _DeviceError(ErrorCode.DATA_OUT_OF_RANGE, f"input codes exceed ±{caps.dac_max}")
         if (repeats * batch * cols + 64) * 2 > caps.max_frame:
             raise _DeviceError(ErrorCode.TOO_LARGE, "reply would exceed max_frame; send fewer vectors")
-        scale = 1.0 / caps.dac_max
-        z = (x.astype(np.float64) * scale) @ (tile.astype(np.float64) * scale)  # (batch, cols)
+        # integer dot products are exact in float32 while rows·dac_max² < 2²⁴ (8-bit codes: rows ≤ 1040)
+        exact32 = rows * caps.dac_max**2 < 2**24
+        kind = np.float32 if exact32 else np.float64
+        z = (x.astype(kind) @ tile.astype(kind)).astype(np.float64) / caps.dac_max**2  # (batch, cols)
         temperature = self.temperature
         sigma_add = self.config.sigma_add * (1 + self.config.drift_per_kelvin * max(temperature - 25.0, 0.0))
         gain, offset = self.gain[:cols], self.offset[:cols]
-        signal = np.broadcast_to(z * gain, (repeats, batch, cols))
-        mul = 1.0 + self.config.sigma_mul * self.rng.standard_normal((repeats, batch, cols))
-        add = sigma_add * self.rng.standard_normal((repeats, batch, cols))
+        shape = (repeats, batch, cols)
+        signal = np.broadcast_to(z * gain, shape)
+        mul = 1.0 + self.config.sigma_mul * self.rng.standard_normal(shape) if self.config.sigma_mul else 1.0
+        add = sigma_add * self.rng.standard_normal(shape) if sigma_add else 0.0
         if self.config.order == "mul-first":
             analog = signal * mul + offset + add
         else:

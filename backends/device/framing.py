@@ -99,23 +99,29 @@ class FrameReader:
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        self._scanned = 0  # bytes of the buffer known to hold no delimiter
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return the complete encoded frames (delimiters stripped)."""
         self._buffer += data
         frames = []
+        start = 0
         while True:
-            end = self._buffer.find(0)
+            end = self._buffer.find(0, max(start, self._scanned))
             if end < 0:
-                return frames
-            chunk = bytes(self._buffer[:end])
-            del self._buffer[:end + 1]
-            if chunk:
-                frames.append(chunk)
+                break
+            if end > start:
+                frames.append(bytes(self._buffer[start:end]))
+            start = end + 1
+            self._scanned = start
+        del self._buffer[:start]
+        self._scanned = len(self._buffer)
+        return frames
 
     def clear(self) -> None:
         """Drop partial data (after a timeout: resynchronise at the next delimiter)."""
         self._buffer.clear()
+        self._scanned = 0
 
     @property
     def pending(self) -> int:

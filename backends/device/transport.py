@@ -46,6 +46,67 @@ class Transport(Protocol):
         ...
 
 
+class _DuplexFd:
+    """Writes without deadlock: while a write waits for room, whatever arrives is read and kept.
+
+    A pipelined host writes request k+1 while the device sends reply k; if neither side read
+    while writing, both kernel buffers would fill and both would block forever.
+    """
+
+    def __init__(self, fd: int, description: str) -> None:
+        self.fd = fd
+        self.description = description
+        self.inbox = bytearray()
+
+    def write(self, data: bytes, timeout: float = 10.0) -> None:
+        view = memoryview(data)
+        deadline = time.monotonic() + timeout
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeviceError(f"{self.description}: the device stopped accepting data for {timeout:g} s")
+            readable, writable, _ = select.select([self.fd], [self.fd], [], remaining)
+            if readable:
+                self._receive()
+            if writable:
+                try:
+                    view = view[os.write(self.fd, view[:1 << 16]):]
+                except BlockingIOError:
+                    continue
+                except OSError as error:
+                    raise DeviceError(f"{self.description}: write failed ({error}); is the device still "
+                                      f"connected?") from None
+
+    def _receive(self) -> None:
+        try:
+            data = os.read(self.fd, 1 << 20)
+        except BlockingIOError:
+            return
+        except OSError as error:
+            raise DeviceError(f"{self.description}: link lost ({error})") from None
+        if not data:
+            raise DeviceError(f"{self.description}: link closed by the device")
+        self.inbox += data
+
+    def read(self, timeout: float) -> bytes:
+        if not self.inbox:
+            ready, _, _ = select.select([self.fd], [], [], timeout)
+            if ready:
+                self._receive()
+        data = bytes(self.inbox)
+        self.inbox.clear()
+        return data
+
+    def drain(self) -> None:
+        self.inbox.clear()
+        try:
+            while select.select([self.fd], [], [], 0)[0]:
+                self._receive()
+                self.inbox.clear()
+        except DeviceError:
+            pass
+
+
 class SerialTransport:
     """A serial port (or a pty) through pyserial, raw 8N1."""
 
@@ -59,36 +120,20 @@ class SerialTransport:
             reason = str(error).split(":")[-1].strip() or str(error)
             raise DeviceError(f"cannot open serial port {port}: {reason}; check the path (hil device emulate "
                               f"prints one) and permissions") from None
+        os.set_blocking(self._port.fileno(), False)
+        self._duplex = _DuplexFd(self._port.fileno(), self.description)
 
     def write(self, data: bytes) -> None:
-        import serial
-
-        try:
-            self._port.write(data)
-            self._port.flush()
-        except (serial.SerialException, OSError) as error:
-            raise DeviceError(f"{self.description}: write failed ({error}); is the device still connected?") from None
+        self._duplex.write(data)
 
     def read(self, timeout: float) -> bytes:
-        import serial
-
-        try:
-            ready, _, _ = select.select([self._port.fileno()], [], [], timeout)
-            if not ready:
-                return b""
-            data = self._port.read(max(self._port.in_waiting, 1))
-        except (serial.SerialException, OSError, TypeError) as error:
-            raise DeviceError(f"{self.description}: link lost ({error})") from None
-        if not data:
-            raise DeviceError(f"{self.description}: link closed by the device")
-        return data
+        return self._duplex.read(timeout)
 
     def drain(self) -> None:
+        self._duplex.drain()
         try:
-            while self.read(0.0):
-                pass
             self._port.reset_input_buffer()
-        except (DeviceError, OSError):
+        except OSError:
             pass
 
     def close(self) -> None:
@@ -109,33 +154,17 @@ class TcpTransport:
             raise DeviceError(f"cannot connect to {address}: {error.strerror or error}; is the device "
                               f"(or hil device emulate --tcp {address}) running?") from None
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._socket.setblocking(False)
+        self._duplex = _DuplexFd(self._socket.fileno(), self.description)
 
     def write(self, data: bytes) -> None:
-        try:
-            self._socket.settimeout(5.0)
-            self._socket.sendall(data)
-        except OSError as error:
-            raise DeviceError(f"{self.description}: send failed ({error})") from None
+        self._duplex.write(data)
 
     def read(self, timeout: float) -> bytes:
-        try:
-            ready, _, _ = select.select([self._socket], [], [], timeout)
-            if not ready:
-                return b""
-            self._socket.settimeout(timeout)
-            data = self._socket.recv(1 << 20)
-        except OSError as error:
-            raise DeviceError(f"{self.description}: link lost ({error})") from None
-        if not data:
-            raise DeviceError(f"{self.description}: connection closed by the device")
-        return data
+        return self._duplex.read(timeout)
 
     def drain(self) -> None:
-        try:
-            while self.read(0.0):
-                pass
-        except DeviceError:
-            pass
+        self._duplex.drain()
 
     def close(self) -> None:
         self._socket.close()

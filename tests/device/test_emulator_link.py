@@ -164,3 +164,11 @@ def test_accuracy_through_visa_over_the_pty_matches_sim(checkpoint: Path) -> Non
         stop(process)
     sim = evaluate(checkpoint, "sim", "--sigma-mul", "0.1", "--sites", "matmul", "--repeats", "4")
     assert abs(device["mean"] - sim["mean"]) < 3 * max(device["std"], sim["std"], 0.01) + 0.02, (device, sim)
+
+
+def test_device_layers_put_only_named_sites_on_the_device(checkpoint: Path, pty_device: str) -> None:
+    only_last = evaluate(checkpoint, f"device:serial:{pty_device}", "--device-layers", "7:fc4", "--repeats", "2")
+    clean = evaluate(checkpoint, "sim")
+    assert abs(only_last["mean"] - clean["mean"]) < 0.05
+    result = runner.invoke(app, ["evaluate", "--checkpoint", str(checkpoint), "--device-layers", "1:fc1"])
+    assert result.exit_code == 1 and "--device-layers needs a device backend" in result.stderr
