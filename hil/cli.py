@@ -222,7 +222,7 @@ def evaluate(
     repeats: Annotated[int | None, typer.Option(
         "--repeats", min=1, help="Independent noise draws (default 1; 5 with --compare-reps).")] = None,
     device_layers: Annotated[str | None, typer.Option(
-        "--device-layers", help="With a device backend: only these sites (e.g. 1:fc1,3:fc2) run on the device.")] = None,
+        "--device-layers", help="Device backend: only these sites (e.g. 1:fc1,3:fc2) run on the device.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the noise draws.")] = 0,
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Override the dataset folder.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch size.")] = 1000,
