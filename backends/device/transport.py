@@ -107,7 +107,23 @@ class _DuplexFd:
             pass
 
 
-class SerialTransport:
+class _FdTransport:
+    """A transport over one non-blocking file descriptor (serial port, pty, socket)."""
+
+    description: str
+    _duplex: _DuplexFd
+
+    def write(self, data: bytes) -> None:
+        self._duplex.write(data)
+
+    def read(self, timeout: float) -> bytes:
+        return self._duplex.read(timeout)
+
+    def drain(self) -> None:
+        self._duplex.drain()
+
+
+class SerialTransport(_FdTransport):
     """A serial port (or a pty) through pyserial, raw 8N1."""
 
     def __init__(self, port: str, baudrate: int = 115200) -> None:
@@ -123,14 +139,8 @@ class SerialTransport:
         os.set_blocking(self._port.fileno(), False)
         self._duplex = _DuplexFd(self._port.fileno(), self.description)
 
-    def write(self, data: bytes) -> None:
-        self._duplex.write(data)
-
-    def read(self, timeout: float) -> bytes:
-        return self._duplex.read(timeout)
-
     def drain(self) -> None:
-        self._duplex.drain()
+        super().drain()
         try:
             self._port.reset_input_buffer()
         except OSError:
@@ -140,7 +150,7 @@ class SerialTransport:
         self._port.close()
 
 
-class TcpTransport:
+class TcpTransport(_FdTransport):
     """A TCP socket (``host:port``)."""
 
     def __init__(self, address: str, connect_timeout: float = 5.0) -> None:
@@ -156,15 +166,6 @@ class TcpTransport:
         self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._socket.setblocking(False)
         self._duplex = _DuplexFd(self._socket.fileno(), self.description)
-
-    def write(self, data: bytes) -> None:
-        self._duplex.write(data)
-
-    def read(self, timeout: float) -> bytes:
-        return self._duplex.read(timeout)
-
-    def drain(self) -> None:
-        self._duplex.drain()
 
     def close(self) -> None:
         self._socket.close()
