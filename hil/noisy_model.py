@@ -265,6 +265,9 @@ class NoisyModel(nn.Module):
                 module.training = training
         self._sites = tuple(recorder.sites)
         self._resolve()
+        check = getattr(self.backend, "check_sites", None)
+        if check is not None:  # e.g. the device backend validates its layer placement
+            check(self._sites)
         return self._sites
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:

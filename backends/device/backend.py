@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -105,6 +106,16 @@ class DeviceBackend:
 
     def perturb(self, y: torch.Tensor, call: SiteCall) -> torch.Tensor:
         return self.digital.perturb(y, call)
+
+    def check_sites(self, sites: tuple[Any, ...]) -> None:
+        """Refuse a layer placement that names no Linear/Conv site of the model."""
+        if self.layers is None:
+            return
+        matmul = [s.name for s in sites if s.is_matmul]
+        unknown = sorted(self.layers - set(matmul))
+        if unknown:
+            raise ConfigError(f"device layers {', '.join(unknown)} are not Linear/Conv sites of this model; "
+                              f"choose from {', '.join(matmul)}")
 
     def reseed(self, seed: int) -> None:
         self.digital.reseed(seed)

@@ -172,3 +172,7 @@ def test_device_layers_put_only_named_sites_on_the_device(checkpoint: Path, pty_
     assert abs(only_last["mean"] - clean["mean"]) < 0.05
     result = runner.invoke(app, ["evaluate", "--checkpoint", str(checkpoint), "--device-layers", "1:fc1"])
     assert result.exit_code == 1 and "--device-layers needs a device backend" in result.stderr
+    result = runner.invoke(app, ["evaluate", "--checkpoint", str(checkpoint), "--backend",
+                                 f"device:serial:{pty_device}", "--device-layers", "2:relu1,7:fc9"])
+    assert result.exit_code == 1
+    assert "device layers 2:relu1, 7:fc9 are not Linear/Conv sites" in result.stderr
