@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import select
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from hil.backends.device.backend import DeviceBackend
 from hil.backends.device.driver import AmvmDriver
 from hil.backends.device.protocol import RunReply
 from hil.backends.device.scpi import ScpiDriver
+from hil.backends.device.server import EmulatorProcess
 from hil.backends.device.transport import SerialTransport
 from hil.checkpoint import load_checkpoint
 from hil.config import TrainConfig
@@ -33,13 +33,6 @@ from hil.evaluation import accuracy
 from hil.evaluation_job import load_checkpoint_data
 from hil.noisy_model import wrap
 from hil.training import train
-
-
-def start_emulator(*args: str) -> tuple[subprocess.Popen[bytes], str]:
-    process = subprocess.Popen([sys.executable, "-m", "hil", "device", "emulate", "--port", "pty", *args],
-                               stdout=subprocess.PIPE)
-    select.select([process.stdout], [], [], 30)
-    return process, process.stdout.readline().decode().strip()
 
 
 def raw_pty_rate(megabytes: int = 64) -> float:
@@ -112,8 +105,9 @@ def main() -> None:
         loaded = load_checkpoint(Path(folder) / "mlp")
         data = load_checkpoint_data(loaded.metadata)
     raw = raw_pty_rate()
-    binary_process, binary_path = start_emulator()
-    scpi_process, scpi_path = start_emulator("--framing", "scpi")
+    binary_process = EmulatorProcess("--port", "pty")
+    scpi_process = EmulatorProcess("--port", "pty", "--framing", "scpi")
+    binary_path, scpi_path = binary_process.address, scpi_process.address
     try:
         amvm = AmvmDriver(SerialTransport(binary_path))
         binary_acc, binary_s = evaluate_through(amvm, loaded.model, data, args.samples)
@@ -133,9 +127,8 @@ def main() -> None:
         ascii_acc, ascii_s = evaluate_through(ascii_driver, loaded.model, data, args.samples)
         ascii_driver.close()
     finally:
-        for process in (binary_process, scpi_process):
-            process.terminate()
-            process.wait(10)
+        binary_process.stop()
+        scpi_process.stop()
     print(f"device link — MLP on {args.samples} mnist5k test samples through the emulator over a pty")
     print(f"  binary AMVM/1 (pyserial):        {binary_s:7.2f} s, accuracy {binary_acc:.2%}")
     print(f"  per-vector ASCII SCPI (pyvisa):  {ascii_s:7.2f} s, accuracy {ascii_acc:.2%}")

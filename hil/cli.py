@@ -146,6 +146,8 @@ def train(
     gradient: Gradient = None,
     executions: Executions = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML config; flags override it.")] = None,
+    calibration: Annotated[Path | None, typer.Option(
+        "--calibration", help="Calibration profile (hil calibrate --out): its σa, σm become the noise.")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue from this checkpoint.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a checkpoint at --out.")] = False,
     epoch_checkpoints: Annotated[bool, typer.Option(
@@ -158,7 +160,7 @@ def train(
 
     flags = {"model": model, "bn": bn, "dataset": dataset, "data_dir": data_dir, "epochs": epochs,
              "batch_size": batch_size, "lr": lr, "seed": seed, "clamp_weights": clamp_weights,
-             "backend": backend,
+             "backend": backend, "calibration": None if calibration is None else str(calibration),
              "noise": _noise_flags(sigma_add, sigma_mul, order, sites, gradient, executions)}
     if resume is not None:
         from hil.checkpoint import read_metadata
@@ -182,16 +184,17 @@ def train(
     with RichTrainProgress(stderr) as progress:
         result = train_run(run, out, resume_from=resume, overwrite=overwrite, progress=progress,
                            keep_epochs=epoch_checkpoints)
+    used = result.noise or run.noise
     summary = {"checkpoint": str(result.path), "clean_accuracy": result.clean_accuracy,
                "noisy_accuracy": None if result.noisy is None else result.noisy.to_dict(),
-               "noise": run.noise.to_dict(), "epochs": len(result.history)}
+               "noise": used.to_dict(), "epochs": len(result.history)}
     if as_json:
         _emit_json(summary)
         return
     stdout.print(f"clean test accuracy: {result.clean_accuracy:.2%}")
     if result.noisy is not None:
         stdout.print(f"noisy test accuracy: {result.noisy.mean:.2%} ± {result.noisy.std:.2%} "
-                     f"({describe_noise(run.noise)}, {result.noisy.repeats} draws)")
+                     f"({describe_noise(used)}, {result.noisy.repeats} draws)")
     stdout.print(f"checkpoint: {result.path}")
 
 
@@ -343,13 +346,14 @@ def list_registered(as_json: JsonFlag = False) -> None:
         stdout.print(f"{kind}: {', '.join(values)}")
 
 
-from hil import cli_device, cli_walk  # noqa: E402 - torch-free; registers the Walking Noise and device verbs
+from hil import cli_calibrate, cli_device, cli_walk  # noqa: E402 - torch-free sub-apps
 
 app.command("walk")(cli_walk.walk)
 app.command("report")(cli_walk.report)
 app.add_typer(cli_walk.results_app, name="results")
 app.add_typer(cli_walk.analyze_app, name="analyze")
 app.add_typer(cli_device.device_app, name="device")
+app.add_typer(cli_calibrate.calibrate_app, name="calibrate")
 
 
 def main() -> None:

@@ -48,7 +48,10 @@ def print_repetition_report(report: Any, console: Console, noise_text: str) -> N
         table.add_row(allocation.strategy, f"{result.mean * 100:.1f} ± {result.std * 100:.1f}", diff_text, predicted,
                       str(allocation.total_executions), _macs(allocation.macs_per_sample))
     # a pipe or a file gets the whole table (rich would squeeze it to 80 columns)
-    console.print(table, width=None if console.is_terminal else max(console.width, TABLE_WIDTH))
+    if console.is_terminal:
+        console.print(table)
+    else:
+        Console(file=console.file, width=max(console.width, TABLE_WIDTH), highlight=False).print(table)
     sites = report.strategies[0].allocation.sites
     console.print(f"executions per site ({', '.join(s.name for s in sites)}):")
     for item in report.strategies:

@@ -44,6 +44,9 @@ class TrainConfig:
             conductances are bounded).
         backend: Backend spec used in training (``sim``, ``gpu``...).
         noise: Noise applied during training.
+        calibration: A calibration profile (``hil calibrate --out``) whose σa, σm become the noise at
+            every Linear/Conv site, converted to the network's units when training starts; it
+            replaces ``noise``.
     """
 
     model: str = "lenet5"
@@ -57,6 +60,7 @@ class TrainConfig:
     clamp_weights: bool = False
     backend: str = "sim"
     noise: NoiseSpec = field(default_factory=NoiseSpec)
+    calibration: str | None = None
 
     def __post_init__(self) -> None:
         from hil.backends.spec import parse_backend_spec
@@ -85,6 +89,12 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.noise, NoiseSpec):
             raise ConfigError(f"noise must be a NoiseSpec, got {self.noise!r}")
+        if self.calibration is not None:
+            if not isinstance(self.calibration, str):
+                raise ConfigError(f"calibration must be a path (string), got {self.calibration!r}")
+            if self.noise != NoiseSpec():
+                raise ConfigError("--calibration sets the noise from the profile; drop --sigma-add/--sigma-mul "
+                                  "and the other noise settings ([noise] table)")
         parse_backend_spec(self.backend)
 
     def to_dict(self) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from hil.checkpoint import (
 from hil.config import TrainConfig
 from hil.errors import CheckpointError, ConfigError
 from hil.evaluation import EvaluationResult, accuracy, evaluate
+from hil.noise import NoiseSpec
 from hil.seeding import derive_seed
 
 NOISY_EVAL_REPEATS = 3
@@ -58,12 +59,14 @@ class TrainResult:
         clean_accuracy: Test accuracy without noise.
         noisy: Test accuracy under the training noise (None if training was clean).
         history: One record per epoch, including epochs done before a resume.
+        noise: The noise trained with (from the profile when training with a calibration).
     """
 
     path: Path
     clean_accuracy: float
     noisy: EvaluationResult | None
     history: tuple[EpochRecord, ...]
+    noise: NoiseSpec | None = None
 
 
 class TrainProgress(Protocol):
@@ -189,9 +192,16 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
         torch.manual_seed(derive_seed(config.seed, "init"))
         model = create_model(config.model, bn=config.bn, input_shape=data.input_shape,
                              num_classes=data.num_classes)
+    noise, calibration = config.noise, None
+    if config.calibration is not None:
+        if resume_from is not None:
+            noise = NoiseSpec.from_dict(checkpoint.metadata["noise"])
+            calibration = checkpoint.metadata.get("calibration")
+        else:
+            noise, calibration = calibrated_noise(config.calibration, model, data.train_x[:CALIBRATION_BATCH])
     backend = get_backend(config.backend)
     try:
-        noisy = wrap(model, backend, config.noise)
+        noisy = wrap(model, backend, noise)
         optimizer = torch.optim.Adam(noisy.model.parameters(), lr=config.lr)
         if resume_from is not None:
             load_optimizer_state(resume_from, optimizer, checkpoint.metadata)
@@ -199,7 +209,8 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
             "model": {"name": config.model,
                       "kwargs": _model_kwargs(noisy.model, {"bn": config.bn})},
             "sites": [site.to_dict() for site in noisy.sites],
-            "noise": config.noise.to_dict(),
+            "noise": noise.to_dict(),
+            **({"calibration": calibration} if calibration is not None else {}),
             "backend": config.backend,
             "dataset": {"name": config.dataset, "data_dir": config.data_dir,
                         "seed": config.seed, "input_shape": list(data.input_shape),
@@ -223,7 +234,7 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
                                 optimizer)
         clean = accuracy(noisy.model, data.test_x, data.test_y)
         noisy_result = None
-        if not config.noise.is_clean:
+        if not noise.is_clean:
             noisy_result = evaluate(noisy, data.test_x, data.test_y, repeats=NOISY_EVAL_REPEATS,
                                     seed=derive_seed(config.seed, "eval"))
         metrics: dict[str, Any] = {"test_accuracy": clean}
@@ -235,7 +246,23 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
                         optimizer)
     finally:
         backend.close()
-    return TrainResult(out, clean, noisy_result, tuple(history))
+    return TrainResult(out, clean, noisy_result, tuple(history), noise)
+
+
+CALIBRATION_BATCH = 256
+"""Training inputs used to measure the layers' input scales for a calibration profile."""
+
+
+def calibrated_noise(path: str, model: Any, inputs: torch.Tensor) -> tuple[NoiseSpec, dict[str, Any]]:
+    """The NoiseSpec a calibration profile means for ``model``, and what to record in the checkpoint."""
+    from hil.calibration.profile import read_profile
+
+    profile = read_profile(path)
+    spec, per_site = profile.noise_spec(model, inputs)
+    record = {"profile": str(path), "profile_version": profile.version, "device": profile.device.get("identity"),
+              "created": profile.created, "sigma_add": profile.sigma_add, "sigma_mul": profile.sigma_mul,
+              "order": profile.order, "tile_rows": profile.tile_rows, "sigma_add_per_site": per_site}
+    return spec, record
 
 
 def _steps_per_epoch(samples: int, batch_size: int) -> int:

@@ -70,6 +70,7 @@ class EmulatorConfig:
         gain_spread: Std of the per-column gain around 1.
         offset_spread: Std of the per-column offset.
         drift_per_kelvin: Relative σa increase per kelvin above 25 °C.
+        offset_drift: Offset change per kelvin above 25 °C (dot-product units).
         heating: Kelvin gained per million MACs (cools back with a 10 s time constant).
     """
 
@@ -89,10 +90,12 @@ class EmulatorConfig:
     gain_spread: float = 0.0
     offset_spread: float = 0.0
     drift_per_kelvin: float = 0.0
+    offset_drift: float = 0.0
     heating: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("sigma_add", "sigma_mul", "gain_spread", "offset_spread", "drift_per_kelvin", "heating"):
+        for name in ("sigma_add", "sigma_mul", "gain_spread", "offset_spread", "drift_per_kelvin", "offset_drift",
+                     "heating"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"device {name} must be a number ≥ 0, got {value!r}")
@@ -282,7 +285,8 @@ class DeviceEmulator:
         z = (x.astype(kind) @ tile.astype(kind)).astype(np.float64) / caps.dac_max**2  # (batch, cols)
         temperature = self.temperature
         sigma_add = self.config.sigma_add * (1 + self.config.drift_per_kelvin * max(temperature - 25.0, 0.0))
-        gain, offset = self.gain[:cols], self.offset[:cols]
+        gain = self.gain[:cols]
+        offset = self.offset[:cols] + self.config.offset_drift * max(temperature - 25.0, 0.0)
         shape = (repeats, batch, cols)
         signal = np.broadcast_to(z * gain, shape)
         mul = 1.0 + self.config.sigma_mul * self.rng.standard_normal(shape) if self.config.sigma_mul else 1.0

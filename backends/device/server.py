@@ -74,3 +74,51 @@ def serve_tcp(emulator: DeviceEmulator, faults: Faults, address: str, announce: 
                 serve_stream(emulator, connection.fileno(), connection.fileno(), faults, stop, framing)
     finally:
         server.close()
+
+
+class EmulatorProcess:
+    """``hil device emulate`` in a child process (a pty between two processes is fast; a thread is not).
+
+    Use as a context manager; ``address`` is what the emulator announced (a pty path or HOST:PORT).
+
+    Args:
+        args: Arguments after ``hil device emulate`` (e.g. ``["--port", "pty", "--sigma-mul", "0.1"]``).
+        timeout: Seconds to wait for the announcement.
+
+    Raises:
+        DeviceError: The emulator did not start.
+    """
+
+    def __init__(self, *args: str, timeout: float = 30.0) -> None:
+        import select
+        import subprocess
+        import sys
+
+        from hil.backends.device.transport import DeviceError
+
+        self.process = subprocess.Popen([sys.executable, "-m", "hil", "device", "emulate", *args],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline().decode().strip() if ready else ""
+        if not line:
+            self.stop()
+            error = self.process.stderr.read().decode().strip().splitlines()
+            raise DeviceError(f"the emulator did not start: {error[-1] if error else 'no announcement'}")
+        self.address = line
+
+    def stop(self) -> None:
+        """Terminate the emulator (kill it if it does not stop within 10 s)."""
+        import subprocess
+
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> EmulatorProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from hil.backends.device.server import EmulatorProcess
 from hil.cli import app
 from hil.config import TrainConfig
 from hil.training import train
@@ -22,24 +20,13 @@ from hil.training import train
 runner = CliRunner()
 
 
-def start_emulator(*args: str) -> tuple[subprocess.Popen[bytes], str]:
-    process = subprocess.Popen([sys.executable, "-m", "hil", "device", "emulate", *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    ready, _, _ = select.select([process.stdout], [], [], 30)
-    if not ready:
-        process.kill()
-        raise AssertionError("emulator did not announce its address within 30 s")
-    line = process.stdout.readline().decode().strip()
-    assert line, process.stderr.read().decode()
-    return process, line
+def start_emulator(*args: str) -> tuple[EmulatorProcess, str]:
+    emulator = EmulatorProcess(*args)
+    return emulator, emulator.address
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+def stop(emulator: EmulatorProcess) -> None:
+    emulator.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,206 @@
+"""Versioned calibration profiles (TOML or JSON) and their translation into a network's NoiseSpec.
+
+A profile records what was measured (device identity, capabilities, design, date), the estimates
+(σa, σm with intervals and CRLB, per-column gain and offset with standard errors) and the
+diagnostics. `CalibrationProfile.noise_spec` turns it into noise for training:
+
+* σm is relative, so it carries over unchanged to every Linear/Conv site.
+* σa is in the device's dot-product units (codes scaled to ±1). A layer on the device computes
+  y = z · s_c · t_b (s_c: the column's weight scale max|W_c|, t_b: the input vector's max |x|) and
+  a layer wider than the tile is the sum of T = ⌈fan-in / rows⌉ tiles, each with its own noise,
+  so in the network's units σa_site = σa · s · t · √T, with s and t the medians over the layer's
+  columns and over a batch of training inputs, taken when training starts.
+* Gain and offset are errors the host corrects (they are stored for that); they are not noise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hil.errors import ConfigError
+
+PROFILE_VERSION = 1
+"""Version this hil writes; a newer one is refused."""
+REQUIRED = ("version", "device", "estimates")
+
+
+@dataclass(frozen=True)
+class CalibrationProfile:
+    """A device calibration.
+
+    Attributes:
+        device: Identity, address and capabilities.
+        estimates: ``sigma_add``/``sigma_mul`` (value, se, low, high, crlb), ``gain``/``offset``
+            (per column lists and their standard errors), ``quantisation`` (Δ²/12).
+        diagnostics: One entry per check.
+        design: The measurement design.
+        created: ISO-8601 time of the measurement.
+        seconds: Device time used.
+        order: Noise order to assume (``mul-first`` unless the diagnostics showed add-first).
+        version: Profile format version.
+    """
+
+    device: dict[str, Any]
+    estimates: dict[str, Any]
+    diagnostics: list[dict[str, Any]] = field(default_factory=list)
+    design: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    seconds: float = 0.0
+    order: str = "mul-first"
+    version: int = PROFILE_VERSION
+
+    @property
+    def sigma_add(self) -> float:
+        """σa (device dot-product units)."""
+        return float(self.estimates["sigma_add"]["value"])
+
+    @property
+    def sigma_mul(self) -> float:
+        """σm (relative)."""
+        return float(self.estimates["sigma_mul"]["value"])
+
+    @property
+    def tile_rows(self) -> int:
+        """Rows of the device's tiles."""
+        return int(self.device.get("capabilities", {}).get("rows", 0)) or 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form (the file content)."""
+        return {"version": self.version, "created": self.created, "seconds": self.seconds, "order": self.order,
+                "device": self.device, "design": self.design, "estimates": self.estimates,
+                "diagnostics": self.diagnostics}
+
+    def noise_spec(self, model: Any, inputs: Any) -> tuple[Any, dict[str, float]]:
+        """The NoiseSpec this device means for ``model`` (see the module docstring).
+
+        Returns:
+            (NoiseSpec, σa per site in network units).
+        """
+        from hil.calibration.scales import matmul_scales
+        from hil.noise import NoiseSpec, SiteOverride
+
+        per_site = {}
+        for path, (weight_scale, input_scale, fan_in) in matmul_scales(model, inputs).items():
+            tiles = max(1, math.ceil(fan_in / self.tile_rows))
+            per_site[path] = self.sigma_add * weight_scale * input_scale * math.sqrt(tiles)
+        overrides = tuple(SiteOverride(site=path, sigma_add=value) for path, value in per_site.items())
+        spec = NoiseSpec(sigma_mul=self.sigma_mul, sites="matmul", order=self.order, overrides=overrides)
+        return spec, per_site
+
+
+def now() -> str:
+    """UTC time in ISO-8601."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- files -------------------------------------------------------------------------------------
+
+def write_profile(profile: CalibrationProfile, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Write ``profile`` as TOML (``.toml``) or JSON (anything else), atomically.
+
+    Raises:
+        ConfigError: The file exists and ``overwrite`` is False.
+    """
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise ConfigError(f"{target} exists; pass --overwrite to replace it or choose another --out")
+    text = _to_toml(profile.to_dict()) if target.suffix == ".toml" else json.dumps(profile.to_dict(), indent=2) + "\n"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(target.name + ".tmp")
+    temp.write_text(text)
+    os.replace(temp, target)
+    return target
+
+
+def read_profile(path: str | os.PathLike[str]) -> CalibrationProfile:
+    """Read a profile written by any hil up to this version.
+
+    Raises:
+        ConfigError: Missing, unreadable, corrupt, newer or incomplete profile.
+    """
+    source = Path(path)
+    try:
+        text = source.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"calibration profile {source} does not exist; make one with hil calibrate --out") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read calibration profile {source}: {error}") from None
+    try:
+        if source.suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except ValueError as error:
+        raise ConfigError(f"calibration profile {source} is corrupt ({str(error).splitlines()[0]}); "
+                          f"calibrate again") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"calibration profile {source} is corrupt (not a table); calibrate again")
+    missing = [key for key in REQUIRED if key not in data]
+    if missing:
+        raise ConfigError(f"calibration profile {source} lacks {', '.join(missing)}; calibrate again")
+    version = data["version"]
+    if not isinstance(version, int) or version < 1:
+        raise ConfigError(f"calibration profile {source} has a bad version {version!r}")
+    if version > PROFILE_VERSION:
+        raise ConfigError(f"calibration profile {source} is version {version}, newer than this hil reads "
+                          f"({PROFILE_VERSION}); upgrade hil")
+    estimates = data["estimates"]
+    for key in ("sigma_add", "sigma_mul"):
+        value = estimates.get(key, {}).get("value") if isinstance(estimates.get(key), dict) else None
+        if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"calibration profile {source} lacks a valid estimates.{key}.value; calibrate again")
+    return CalibrationProfile(device=data["device"], estimates=estimates, diagnostics=data.get("diagnostics", []),
+                              design=data.get("design", {}), created=data.get("created", ""),
+                              seconds=float(data.get("seconds", 0.0)), order=data.get("order", "mul-first"),
+                              version=version)
+
+
+# -- a small TOML writer for the profile's shapes (tables, arrays of numbers/strings, arrays of tables) --
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _to_toml(data: dict[str, Any], prefix: str = "") -> str:
+    lines = []
+    tables = []
+    for key, value in data.items():
+        if value is None:  # TOML has no null: leave the key out
+            continue
+        if isinstance(value, dict):
+            tables.append((key, value))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    out = "\n".join(lines) + ("\n" if lines else "")
+    for key, value in tables:
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out += f"\n[{name}]\n" + _to_toml(value, prefix=f"{name}.")
+        else:
+            for item in value:
+                out += f"\n[[{name}]]\n" + _to_toml(item, prefix=f"{name}.")
+    return out
