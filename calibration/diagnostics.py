@@ -114,7 +114,11 @@ def drift(measurement: Measurement, fit: CalibrationFit) -> Diagnostic:
     zero = measurement.samples[0]
     ordered = zero[np.argsort(measurement.order[0], kind="stable")]
     diffs = np.diff(ordered, axis=0)
-    ratio = float(np.mean(diffs**2) / (2 * np.mean(ordered.var(axis=0, ddof=1))))
+    spread = float(np.mean(ordered.var(axis=0, ddof=1)))
+    if spread == 0:
+        return Diagnostic("drift", "info", math.nan, math.nan, "no noise at z = 0 (every sample equal): nothing "
+                                                               "to test drift against")
+    ratio = float(np.mean(diffs**2) / (2 * spread))
     n = len(ordered)
     z_stat = (ratio - 1) / math.sqrt((n - 2) / ((n - 1) * (n + 1)))  # von Neumann ratio under no drift
     p = float(stats.norm.cdf(z_stat))  # drift lowers the ratio
@@ -131,6 +135,8 @@ def crosstalk(measurement: Measurement) -> Diagnostic:
     zero = measurement.samples[0]
     if zero.shape[1] < 2:
         return Diagnostic("column correlation", "info", math.nan, math.nan, "one column: nothing to correlate")
+    if np.any(zero.std(axis=0) == 0):
+        return Diagnostic("column correlation", "info", math.nan, math.nan, "a column has no noise at z = 0")
     corr = np.corrcoef(zero, rowvar=False)
     off = np.abs(corr[~np.eye(len(corr), dtype=bool)])
     worst = float(np.nanmax(off))

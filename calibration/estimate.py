@@ -149,7 +149,7 @@ def _sigma(value: float, variance: float) -> Estimate:
     """√value with a delta-method interval (the interval of value, mapped, when value is near 0)."""
     root = math.sqrt(max(value, 0.0))
     se_value = math.sqrt(max(variance, 0.0))
-    low, high = max(value - Z95 * se_value, 0.0), value + Z95 * se_value
+    low, high = max(value - Z95 * se_value, 0.0), max(value + Z95 * se_value, 0.0)
     se = se_value / (2 * root) if root > 0 else math.sqrt(se_value)
     return Estimate(root, se, math.sqrt(low), math.sqrt(high))
 

@@ -164,3 +164,49 @@ def check(address: str, profile: CalibrationProfile, *, samples: int = 2000, thr
 def default_out(path: str | os.PathLike[str] | None) -> Path:
     """The profile path (default ``profile.toml``)."""
     return Path(path) if path is not None else Path("profile.toml")
+
+
+@dataclass(frozen=True)
+class AccuracyCheck:
+    """A network evaluated on the device and on ``sim`` with the profile's noise."""
+
+    device: Any
+    sim: Any
+    agree: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form."""
+        return {"device": self.device.to_dict(), "sim": self.sim.to_dict(), "agree": self.agree}
+
+
+def accuracy_check(address: str, profile: CalibrationProfile, checkpoint: str | os.PathLike[str], *,
+                   repeats: int = 3, timeout: float = 2.0, emulator_config: str | None = None) -> AccuracyCheck:
+    """Test accuracy of ``checkpoint`` on the device vs on ``sim`` with the profile's noise.
+
+    They agree when the means differ by at most 3 × the larger spread + 2 points.
+    """
+    from hil.backends.device.backend import DeviceBackend
+    from hil.backends.gaussian import GaussianBackend
+    from hil.checkpoint import load_checkpoint
+    from hil.evaluation import evaluate
+    from hil.evaluation_job import load_checkpoint_data
+    from hil.noisy_model import wrap
+
+    loaded = load_checkpoint(checkpoint)
+    data = load_checkpoint_data(loaded.metadata)
+    spec, _ = profile.noise_spec(loaded.model, data.train_x[:256])
+    import torch
+
+    sim_model = wrap(loaded.model, GaussianBackend(torch.device("cpu"), 0), spec)
+    on_sim = evaluate(sim_model, data.test_x, data.test_y, repeats=repeats)
+    correction = (np.asarray(profile.estimates["gain"]["values"], dtype=float),
+                  np.asarray(profile.estimates["offset"]["values"], dtype=float))
+    device = DeviceBackend(open_calibration_device(address, timeout=timeout, emulator_config=emulator_config),
+                           correction=correction)
+    try:
+        on_device = evaluate(wrap(load_checkpoint(checkpoint).model, device), data.test_x, data.test_y,
+                             repeats=repeats)
+    finally:
+        device.close()
+    spread = max(on_sim.std, on_device.std, 0.005)
+    return AccuracyCheck(on_device, on_sim, abs(on_device.mean - on_sim.mean) <= 3 * spread + 0.02)

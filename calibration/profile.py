@@ -8,9 +8,10 @@ diagnostics. `CalibrationProfile.noise_spec` turns it into noise for training:
 * σa is in the device's dot-product units (codes scaled to ±1). A layer on the device computes
   y = z · s_c · t_b (s_c: the column's weight scale max|W_c|, t_b: the input vector's max |x|) and
   a layer wider than the tile is the sum of T = ⌈fan-in / rows⌉ tiles, each with its own noise,
-  so in the network's units σa_site = σa · s · t · √T, with s and t the medians over the layer's
+  so in the network's units σa_site = σa · s · t · √T, with s and t the root mean squares over the layer's
   columns and over a batch of training inputs, taken when training starts.
-* Gain and offset are errors the host corrects (they are stored for that); they are not noise.
+* Gain and offset are systematic errors, not noise: the device backend corrects them with
+  ``--backend "device:…#calibration=profile.toml"``.
 """
 
 from __future__ import annotations

@@ -110,6 +110,8 @@ def check_profile(
     device: Device = None,
     profile: Annotated[Path | None, typer.Option("--profile", help="Profile to test.")] = None,
     samples: Annotated[int, typer.Option("--samples", min=40, help="Executions re-measured.")] = 2000,
+    checkpoint: Annotated[Path | None, typer.Option(
+        "--checkpoint", help="Also compare this network's accuracy on the device and on sim with the profile.")] = None,
     config: EmulatorToml = None,
     timeout: Timeout = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
@@ -124,8 +126,16 @@ def check_profile(
     items, _ = check(device, loaded, samples=samples, timeout=timeout,
                      emulator_config=str(config) if config else None)
     valid = all(item.ok for item in items)
+    network = None
+    if checkpoint is not None:
+        from hil.calibration.job import accuracy_check
+
+        network = accuracy_check(device, loaded, checkpoint, timeout=timeout,
+                                 emulator_config=str(config) if config else None)
+        valid = valid and network.agree
     if as_json:
-        sys.stdout.write(json.dumps({"valid": valid, "items": [i.to_dict() for i in items]}, indent=2) + "\n")
+        sys.stdout.write(json.dumps({"valid": valid, "items": [i.to_dict() for i in items],
+                                     "network": None if network is None else network.to_dict()}, indent=2) + "\n")
     else:
         table = Table(title=f"profile {profile} vs device {device}")
         for column in ("quantity", "profile", "now", "|z| (max)", "ok"):
@@ -134,6 +144,10 @@ def check_profile(
             table.add_row(item.name, f"{item.profile:.5g}", f"{item.measured:.5g}", f"{abs(item.z):.1f}",
                           "[green]yes[/]" if item.ok else "[red]no[/]")
         _print_wide(table)
+        if network is not None:
+            stdout.print(f"network {checkpoint}: device {network.device.mean:.2%} ± {network.device.std:.2%}, "
+                         f"sim with the profile {network.sim.mean:.2%} ± {network.sim.std:.2%} — "
+                         + ("agree" if network.agree else "[red]disagree[/]"))
         stdout.print("profile still valid" if valid else "[bold red]the device no longer matches the profile: "
                                                          "calibrate again[/]")
     if not valid:

@@ -57,16 +57,23 @@ class DeviceBackend:
         seed: Seed of the emulated noise at digital sites.
         layers: Site names whose matmuls run on the device; None = all Linear/Conv sites. The
             others run digitally (clean, or with the spec's emulated noise).
+        correction: Per device column (gain, offset) from a calibration profile; outputs are
+            corrected as (y − offset) / gain before the scales are undone.
     """
 
     name = "device"
 
-    def __init__(self, driver: Driver, seed: int = 0, layers: frozenset[str] | None = None) -> None:
+    def __init__(self, driver: Driver, seed: int = 0, layers: frozenset[str] | None = None,
+                 correction: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.driver = driver
         self.caps: Capabilities = driver.capabilities()
         self.device = torch.device("cpu")
         self.digital = GaussianBackend(self.device, seed)
         self.layers = layers
+        if correction is not None and len(correction[0]) < self.caps.cols:
+            raise ConfigError(f"the calibration profile has {len(correction[0])} columns but the device has "
+                              f"{self.caps.cols}: it belongs to another device")
+        self.correction = correction
         self._tiles: dict[tuple[int, int, int], list[_Tile]] = {}
         self._slots: OrderedDict[tuple[int, int, int, int], int] = OrderedDict()
         self.saturation_reruns = 0
@@ -192,7 +199,11 @@ class DeviceBackend:
             codes = np.rint(x[todo] / vector_scale[todo, None] * gain[todo, None] * caps.dac_max).astype(np.int16)
             averaged, saturated = self._run_codes(tile, codes, repeats)
             unit = caps.full_scale / caps.adc_max
-            result[todo] = averaged * unit * tile.scale[None, :] * (vector_scale[todo] / gain[todo])[:, None]
+            z = averaged * unit
+            if self.correction is not None:
+                width = tile.col_end - tile.col_start
+                z = (z - self.correction[1][:width]) / self.correction[0][:width]
+            result[todo] = z * tile.scale[None, :] * (vector_scale[todo] / gain[todo])[:, None]
             if not saturated.any() or backoff == MAX_BACKOFFS:
                 break
             todo = todo[saturated]
@@ -223,9 +234,9 @@ def _split_options(address: str) -> tuple[str, dict[str, str]]:
     parsed = {}
     for item in filter(None, options.split(";")):
         key, eq, value = item.partition("=")
-        if not eq or key not in ("record", "layers", "timeout", "visa_library"):
+        if not eq or key not in ("record", "layers", "timeout", "visa_library", "calibration"):
             raise ConfigError(f"bad device option {item!r}; valid: record=FILE, layers=SITE[,SITE], "
-                              f"timeout=SECONDS, visa_library=@py|FILE.yaml@sim")
+                              f"timeout=SECONDS, calibration=PROFILE, visa_library=@py|FILE.yaml@sim")
         parsed[key] = value
     return base, parsed
 
@@ -258,7 +269,7 @@ def open_driver(address: str, timeout: float = 2.0, record: str | None = None,
 
 
 def create_device_backend(spec: BackendSpec) -> DeviceBackend:
-    """Registry factory for ``device:TRANSPORT:ADDRESS[#record=FILE;layers=1:fc1,3:fc2;timeout=2]``."""
+    """Registry factory for ``device:TRANSPORT:ADDRESS[#record=FILE;layers=1:fc1,3:fc2;timeout=2;calibration=P]``."""
     address, options = _split_options(spec.address or "")
     try:
         timeout = float(options.get("timeout", 2.0))
@@ -269,5 +280,16 @@ def create_device_backend(spec: BackendSpec) -> DeviceBackend:
     layers = frozenset(s.strip() for s in options["layers"].split(",")) if "layers" in options else None
     if "record" in options and address.startswith("visa:"):
         raise ConfigError("record= works on serial: and tcp: links; the visa: framing is not recorded")
+    correction = None
+    if "calibration" in options:
+        from hil.calibration.profile import read_profile
+
+        estimates = read_profile(options["calibration"]).estimates
+        correction = (np.asarray(estimates["gain"]["values"], dtype=float),
+                      np.asarray(estimates["offset"]["values"], dtype=float))
     driver = open_driver(address, timeout=timeout, record=options.get("record"), library=options.get("visa_library"))
-    return DeviceBackend(driver, spec.seed, layers)
+    try:
+        return DeviceBackend(driver, spec.seed, layers, correction)
+    except BaseException:
+        driver.close()
+        raise

@@ -103,3 +103,47 @@ def test_calibrate_over_a_pty_emulator_hits_the_truth(tmp_path: Path, device_tom
     assert estimates["sigma_mul"]["value"] == pytest.approx(0.03, rel=0.05)
     assert estimates["sigma_add"]["low"] <= 0.05 <= estimates["sigma_add"]["high"] or \
         abs(estimates["sigma_add"]["value"] - 0.05) < 3 * estimates["sigma_add"]["se"]
+
+
+def test_check_compares_a_network_on_the_device_and_on_sim(tmp_path: Path) -> None:
+    from hil.config import TrainConfig
+    from hil.training import train
+
+    device = tmp_path / "device.toml"
+    device.write_text("sigma_add = 0.3\nsigma_mul = 0.1\nseed = 3\ngain_spread = 0.1\noffset_spread = 0.2\n")
+    profile = tmp_path / "p.toml"
+    assert runner.invoke(app, ["calibrate", "--device", "sim", "--config", str(device), "--out", str(profile),
+                               "--samples", "4000"]).exit_code == 0
+    train(TrainConfig(model="mlp", dataset="digits", epochs=5), tmp_path / "mlp", keep_epochs=False)
+    result = runner.invoke(app, ["calibrate", "check", "--device", "sim", "--config", str(device), "--profile",
+                                 str(profile), "--checkpoint", str(tmp_path / "mlp"), "--json"])
+    assert result.exit_code == 0, result.output
+    network = json.loads(result.stdout)["network"]
+    assert network["agree"] and abs(network["device"]["mean"] - network["sim"]["mean"]) < 0.05
+
+
+def test_gain_and_offset_are_corrected_by_the_device_backend(tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+
+    from hil.backends.base import SiteCall
+    from hil.backends.device.backend import DeviceBackend
+    from hil.backends.device.driver import AmvmDriver
+    from hil.backends.device.emulator import DeviceEmulator, EmulatorConfig, LoopbackTransport
+    from hil.calibration.profile import read_profile
+
+    device = tmp_path / "device.toml"
+    device.write_text("seed = 4\ngain_spread = 0.2\noffset_spread = 0.3\nsigma_add = 0.01\nfull_scale = 32.0\n")
+    profile = tmp_path / "p.toml"
+    assert runner.invoke(app, ["calibrate", "--device", "sim", "--config", str(device), "--out", str(profile),
+                               "--samples", "4000"]).exit_code == 0
+    estimates = read_profile(profile).estimates
+    correction = (np.array(estimates["gain"]["values"]), np.array(estimates["offset"]["values"]))
+    x, w = torch.randn(50, 100), torch.randn(30, 100)
+    exact = x @ w.T
+    errors = []
+    for fix in (None, correction):
+        emulator = DeviceEmulator(EmulatorConfig.from_toml(device))
+        backend = DeviceBackend(AmvmDriver(LoopbackTransport(emulator), timeout=0.5), correction=fix)
+        errors.append((backend.linear(x, w, None, SiteCall(1, "1:fc1", "linear")) - exact).abs().mean().item())
+    assert errors[1] < errors[0] / 5, errors
