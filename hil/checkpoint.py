@@ -199,6 +199,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CheckpointError(
             f"{directory}: cannot rebuild model {spec['name']!r} from metadata.model.kwargs: {error}"
         ) from None
+    if spec.get("quant") is not None:
+        from hil.models.quantize import QuantConfig, quantize
+
+        if not isinstance(spec["quant"], dict):
+            raise CheckpointError(f"{directory / METADATA}: metadata.model.quant must be an object")
+        model = quantize(model, QuantConfig.from_dict(spec["quant"]))
     load_weights(model, directory / WEIGHTS)
     model.eval()
     return Checkpoint(directory, model, metadata)

@@ -148,6 +148,10 @@ def train(
     config: Annotated[Path | None, typer.Option("--config", help="TOML config; flags override it.")] = None,
     calibration: Annotated[Path | None, typer.Option(
         "--calibration", help="Calibration profile (hil calibrate --out): its σa, σm become the noise.")] = None,
+    quant: Annotated[int | None, typer.Option(
+        "--quant", help="Quantisation-aware training (Brevitas) with 2, 4, 8 or 16 bits.")] = None,
+    act_scaling: Annotated[str | None, typer.Option(
+        "--act-scaling", help="Quantised activations: dynamic (default) or const:<s> (step size s).")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue from this checkpoint.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a checkpoint at --out.")] = False,
     epoch_checkpoints: Annotated[bool, typer.Option(
@@ -161,6 +165,7 @@ def train(
     flags = {"model": model, "bn": bn, "dataset": dataset, "data_dir": data_dir, "epochs": epochs,
              "batch_size": batch_size, "lr": lr, "seed": seed, "clamp_weights": clamp_weights,
              "backend": backend, "calibration": None if calibration is None else str(calibration),
+             "quant": quant, "act_scaling": act_scaling,
              "noise": _noise_flags(sigma_add, sigma_mul, order, sites, gradient, executions)}
     if resume is not None:
         from hil.checkpoint import read_metadata

@@ -47,6 +47,8 @@ class TrainConfig:
         calibration: A calibration profile (``hil calibrate --out``) whose σa, σm become the noise at
             every Linear/Conv site, converted to the network's units when training starts; it
             replaces ``noise``.
+        quant: Quantisation-aware training with this bit width (2, 4, 8, 16), None = float.
+        act_scaling: Activation scaling of a quantised model: ``dynamic`` or ``const:<s>``.
     """
 
     model: str = "lenet5"
@@ -61,6 +63,8 @@ class TrainConfig:
     backend: str = "sim"
     noise: NoiseSpec = field(default_factory=NoiseSpec)
     calibration: str | None = None
+    quant: int | None = None
+    act_scaling: str = "dynamic"
 
     def __post_init__(self) -> None:
         from hil.backends.spec import parse_backend_spec
@@ -96,6 +100,12 @@ class TrainConfig:
                 raise ConfigError("--calibration sets the noise from the profile; drop --sigma-add/--sigma-mul "
                                   "and the other noise settings ([noise] table)")
         parse_backend_spec(self.backend)
+        if self.quant is not None:
+            from hil.models.quantize import QuantConfig
+
+            QuantConfig(self.quant, self.act_scaling)
+        elif self.act_scaling != "dynamic":
+            raise ConfigError("--act-scaling applies to quantised training; add --quant 4 or --quant 8")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (stored in checkpoint metadata)."""

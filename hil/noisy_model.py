@@ -46,6 +46,22 @@ def _is_fresh(result: torch.Tensor, args: Sequence[Any]) -> bool:
     return result._base is None and not any(result is a for a in args)
 
 
+_LAYER_TYPES = (nn.Linear, nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm, nn.ReLU, nn.ReLU6,
+                nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.ELU,
+                nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)
+
+
+def is_layer(module: nn.Module) -> bool:
+    """True for a module that is one layer: its site is named by its own path.
+
+    Standard layers, and quantised layers that wrap one (Brevitas ``QuantLinear`` subclasses
+    ``nn.Linear``; ``QuantReLU`` & co. hold an ``act_quant``), so ``fc1`` stays ``1:fc1`` and
+    ``relu1`` stays ``2:relu1`` whatever the layer does inside.
+    """
+    return isinstance(module, _LAYER_TYPES) or (
+        type(module).__module__.startswith("brevitas.nn") and hasattr(module, "act_quant"))
+
+
 def _same_values(output: torch.Tensor, last: torch.Tensor | None) -> bool:
     """True when ``output`` is the last site's tensor or a reshaped view of it (Flatten is no site)."""
     if last is None:
@@ -60,17 +76,17 @@ class _Recorder:
 
     def __init__(self, model: nn.Module) -> None:
         self.sites: list[Site] = []
-        self.module_stack: list[tuple[str, bool]] = []
+        self.module_stack: list[tuple[str, bool, bool]] = []
         self.last_output: torch.Tensor | None = None
         self._handles = []
         for path, module in model.named_modules():
             is_leaf = next(module.children(), None) is None
-            self._handles.append(module.register_forward_pre_hook(self._push(path, is_leaf)))
+            self._handles.append(module.register_forward_pre_hook(self._push(path, is_leaf, is_layer(module))))
             self._handles.append(module.register_forward_hook(self._pop))
 
-    def _push(self, path: str, is_leaf: bool) -> Callable[..., None]:
+    def _push(self, path: str, is_leaf: bool, layer: bool) -> Callable[..., None]:
         def hook(module: nn.Module, args: Any) -> None:
-            self.module_stack.append((path, is_leaf))
+            self.module_stack.append((path, is_leaf, layer))
 
         return hook
 
@@ -90,8 +106,9 @@ class _Recorder:
     def handle(self, func: Callable[..., Any], kind: str, args: Sequence[Any],
                kwargs: dict[str, Any]) -> Any:
         result = func(*args, **kwargs)
-        path, is_leaf = self.module_stack[-1] if self.module_stack else ("", False)
-        if not is_leaf:
+        owner = next((entry for entry in self.module_stack if entry[2]), None)  # outermost layer module
+        path, is_leaf, _ = owner or (self.module_stack[-1] if self.module_stack else ("", False, False))
+        if owner is None and not is_leaf:
             path = f"{path}.{op_name(func)}" if path else op_name(func)
         output = _first_tensor(result)
         macs = 0

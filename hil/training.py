@@ -192,6 +192,10 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
         torch.manual_seed(derive_seed(config.seed, "init"))
         model = create_model(config.model, bn=config.bn, input_shape=data.input_shape,
                              num_classes=data.num_classes)
+        if config.quant is not None:
+            from hil.models.quantize import QuantConfig, quantize
+
+            model = quantize(model, QuantConfig(config.quant, config.act_scaling))
     noise, calibration = config.noise, None
     if config.calibration is not None:
         if resume_from is not None:
@@ -207,7 +211,9 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
             load_optimizer_state(resume_from, optimizer, checkpoint.metadata)
         metadata = {
             "model": {"name": config.model,
-                      "kwargs": _model_kwargs(noisy.model, {"bn": config.bn})},
+                      "kwargs": _model_kwargs(noisy.model, {"bn": config.bn}),
+                      **({"quant": {"bits": config.quant, "act_scaling": config.act_scaling}}
+                         if config.quant is not None else {})},
             "sites": [site.to_dict() for site in noisy.sites],
             "noise": noise.to_dict(),
             **({"calibration": calibration} if calibration is not None else {}),
