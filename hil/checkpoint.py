@@ -159,18 +159,21 @@ def load_weights(model: nn.Module, path: Path) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
+    for key in set(tensors) & set(expected):
+        if tuple(tensors[key].shape) != tuple(expected[key].shape):
+            raise CheckpointError(
+                f"weights in {path} do not fit the model: {key} has shape {tuple(tensors[key].shape)} "
+                f"in the checkpoint but {tuple(expected[key].shape)} in the model"
+            )
+    try:
+        # Quantised layers may store a learned scale where a fresh layer holds its statistics
+        # buffer; their own loading maps one onto the other, so let the model decide.
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError:
         raise CheckpointError(
             f"weights in {path} do not fit the model: missing {missing[:3]}, unexpected "
             f"{unexpected[:3]}; was it saved from a different model or --bn setting?"
-        )
-    for key, tensor in tensors.items():
-        if tuple(tensor.shape) != tuple(expected[key].shape):
-            raise CheckpointError(
-                f"weights in {path} do not fit the model: {key} has shape {tuple(tensor.shape)} "
-                f"in the checkpoint but {tuple(expected[key].shape)} in the model"
-            )
-    model.load_state_dict(tensors, strict=True)
+        ) from None
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:

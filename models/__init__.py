@@ -19,6 +19,8 @@ MODELS: Registry[Any] = Registry(
         "mlp": "hil.models.mlp:MLP",
         "lenet5": "hil.models.lenet:LeNet5",
         "cnn-s": "hil.models.cnn_s:CNNS",
+        "vgg11": "hil.models.vgg:VGG11",
+        "resnet18": "hil.models.resnet:ResNet18",
     },
 )
 """Model name → class (or factory) taking ``bn``, ``input_shape``, ``num_classes``."""

@@ -24,6 +24,9 @@ DATASETS: Registry[Any] = Registry(
         "synthetic": "hil.data.embedded:load_synthetic",
         "mnist": "hil.data.idx:load_mnist",
         "fashionmnist": "hil.data.idx:load_fashionmnist",
+        "cifar10": "hil.data.cifar:load_cifar10",
+        "svhn": "hil.data.cifar:load_svhn",
+        "gsc": "hil.data.speech:load_gsc",
     },
 )
 

@@ -1,0 +1,112 @@
+"""ResNet-18 for 32×32 inputs (CIFAR-10), as in paper 001.
+
+Stem conv3×3(64) → BN → ReLU, four stages of two BasicBlocks (64, 128, 256, 512 channels; stride 2
+from the second stage, with a 1×1 conv + BN shortcut there), global average pool, FC.
+
+Noise sites follow paper 001's description of a block: "three noisy layers in the stacked layers
+(conv, ReLU, conv), one or zero in the skip connection (the 1×1 downsampling conv)". BatchNorm
+outputs and the residual add — with the ReLU that follows it — are digital and not sites by
+default (the add-and-ReLU runs as ``clamp_min``, which is not a site function). Average pooling is
+not a site. Sites: input, stem conv, stem ReLU, 8 × 3 block sites, 3 shortcut convs, FC = 31.
+With ``noisy_bn=True`` the BN outputs become sites too (+20 = 51) and with ``noisy_add=True`` the
+post-add ReLU becomes one (+8).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hil.models._blocks import check_shape
+
+
+class BasicBlock(nn.Module):
+    """conv3×3 → BN → ReLU → conv3×3 → BN, plus the (projected) input, then ReLU."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int, noisy_bn: bool, noisy_add: bool) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.noisy_bn, self.noisy_add = noisy_bn, noisy_add
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(planes))
+
+    def _bn(self, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+        if self.noisy_bn:
+            return bn(x)
+        return _digital_bn(bn, x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self._bn(self.bn1, self.conv1(x)))
+        out = self._bn(self.bn2, self.conv2(out))
+        skip = x
+        if len(self.shortcut):
+            skip = self._bn(self.shortcut[1], self.shortcut[0](x))
+        total = out + skip
+        return F.relu(total) if self.noisy_add else total.clamp_min(0)
+
+
+def _digital_bn(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """BatchNorm without going through ``F.batch_norm`` (so it is no noise site), same numbers."""
+    if bn.training:
+        mean = x.mean(dim=(0, 2, 3))
+        var = x.var(dim=(0, 2, 3), unbiased=False)
+        with torch.no_grad():
+            count = x.numel() / x.shape[1]
+            bn.running_mean.mul_(1 - bn.momentum).add_(bn.momentum * mean)
+            bn.running_var.mul_(1 - bn.momentum).add_(bn.momentum * var * count / max(count - 1, 1))
+            bn.num_batches_tracked.add_(1)
+    else:
+        mean, var = bn.running_mean, bn.running_var
+    scale = bn.weight / torch.sqrt(var + bn.eps)
+    return x * scale[None, :, None, None] + (bn.bias - mean * scale)[None, :, None, None]
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 (CIFAR geometry). ``bn`` is accepted for the registry and must stay True.
+
+    Args:
+        bn: Must be True (ResNet-18 is defined with BatchNorm).
+        input_shape: (channels, height, width).
+        num_classes: Outputs.
+        width: Channel multiplier (1.0 = 64…512 channels).
+        noisy_bn: BN outputs are noise sites.
+        noisy_add: The ReLU after each residual add is a noise site.
+    """
+
+    def __init__(self, bn: bool = True, input_shape: tuple[int, ...] = (3, 32, 32), num_classes: int = 10,
+                 width: float = 1.0, noisy_bn: bool = False, noisy_add: bool = False) -> None:
+        super().__init__()
+        self.input_shape = check_shape(input_shape, 3, "resnet18")
+        self.num_classes, self.width, self.noisy_bn, self.noisy_add = num_classes, width, noisy_bn, noisy_add
+        self.bn = True
+        planes = [max(1, round(p * width)) for p in (64, 128, 256, 512)]
+        self.conv1 = nn.Conv2d(self.input_shape[0], planes[0], 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes[0])
+        self.relu = nn.ReLU()
+        blocks, in_planes = [], planes[0]
+        for stage, out in enumerate(planes):
+            for index in range(2):
+                stride = 2 if stage > 0 and index == 0 else 1
+                blocks.append(BasicBlock(in_planes, out, stride, noisy_bn, noisy_add))
+                in_planes = out
+        self.layers = nn.Sequential(*blocks)
+        self.fc = nn.Linear(in_planes, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stem = self.conv1(x)
+        out = self.relu(self.bn1(stem) if self.noisy_bn else _digital_bn(self.bn1, stem))
+        out = self.layers(out)
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.fc(out)
+
+    def config(self) -> dict[str, object]:
+        """Constructor kwargs that rebuild this model."""
+        return {"input_shape": list(self.input_shape), "num_classes": self.num_classes, "width": self.width,
+                "noisy_bn": self.noisy_bn, "noisy_add": self.noisy_add}
