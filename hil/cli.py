@@ -351,7 +351,7 @@ def list_registered(as_json: JsonFlag = False) -> None:
         stdout.print(f"{kind}: {', '.join(values)}")
 
 
-from hil import cli_calibrate, cli_device, cli_walk  # noqa: E402 - torch-free sub-apps
+from hil import cli_calibrate, cli_demo, cli_device, cli_harden, cli_walk  # noqa: E402 - torch-free sub-apps
 
 app.command("walk")(cli_walk.walk)
 app.command("report")(cli_walk.report)
@@ -359,6 +359,8 @@ app.add_typer(cli_walk.results_app, name="results")
 app.add_typer(cli_walk.analyze_app, name="analyze")
 app.add_typer(cli_device.device_app, name="device")
 app.add_typer(cli_calibrate.calibrate_app, name="calibrate")
+app.command("harden")(cli_harden.harden)
+app.command("demo")(cli_demo.demo)
 
 
 def main() -> None:

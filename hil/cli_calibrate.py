@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hil.cli_output import print_wide
 from hil.errors import ConfigError
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -98,11 +99,7 @@ def print_calibration(profile: Any) -> None:
 
 
 def _print_wide(table: Table) -> None:
-    """A pipe or file gets the whole table (rich would squeeze it to 80 columns)."""
-    if stdout.is_terminal:
-        stdout.print(table)
-    else:
-        Console(file=sys.stdout, width=max(stdout.width, 130), highlight=False).print(table)
+    print_wide(stdout, table)
 
 
 @calibrate_app.command("check")

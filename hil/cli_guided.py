@@ -9,6 +9,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from hil.cli_output import print_wide
+
 TABLE_WIDTH = 96
 
 
@@ -48,10 +50,7 @@ def print_repetition_report(report: Any, console: Console, noise_text: str) -> N
         table.add_row(allocation.strategy, f"{result.mean * 100:.1f} ± {result.std * 100:.1f}", diff_text, predicted,
                       str(allocation.total_executions), _macs(allocation.macs_per_sample))
     # a pipe or a file gets the whole table (rich would squeeze it to 80 columns)
-    if console.is_terminal:
-        console.print(table)
-    else:
-        Console(file=console.file, width=max(console.width, TABLE_WIDTH), highlight=False).print(table)
+    print_wide(console, table, TABLE_WIDTH)
     sites = report.strategies[0].allocation.sites
     console.print(f"executions per site ({', '.join(s.name for s in sites)}):")
     for item in report.strategies:

@@ -109,13 +109,23 @@ def retained_fraction(accuracy: float, clean: float, chance: float) -> float:
     return min(max((accuracy - chance) / span, RETAINED_FLOOR), 1.0)
 
 
-def predict_accuracy(curves: Sequence[SiteCurve], executions: Sequence[int], sigma: float, *,
+def per_site(sigma: float | Sequence[float], count: int) -> list[float]:
+    """One σ per site: a scalar is broadcast."""
+    if isinstance(sigma, int | float):
+        return [float(sigma)] * count
+    values = [float(s) for s in sigma]
+    if len(values) != count:
+        raise ConfigError(f"{len(values)} σ values for {count} sites")
+    return values
+
+
+def predict_accuracy(curves: Sequence[SiteCurve], executions: Sequence[int], sigma: float | Sequence[float], *,
                      clean: float, chance: float) -> float:
-    """The greedy rule's model of network accuracy: chance + (clean − chance)·Π_i q_i(σ/√r_i)."""
+    """The greedy rule's model of network accuracy: chance + (clean − chance)·Π_i q_i(σ_i/√r_i)."""
     product = 1.0
-    for curve, count in zip(curves, executions, strict=True):
+    for curve, count, level in zip(curves, executions, per_site(sigma, len(curves)), strict=True):
         site_clean = curve(0.0)
-        product *= retained_fraction(curve(sigma / math.sqrt(count)), site_clean, chance)
+        product *= retained_fraction(curve(level / math.sqrt(count)), site_clean, chance)
     return chance + (clean - chance) * product
 
 
@@ -130,7 +140,7 @@ def _lookahead(affordable: int) -> list[int]:
     return sizes
 
 
-def allocate_greedy(curves: Sequence[SiteCurve], sigma: float, budget: float, *,
+def allocate_greedy(curves: Sequence[SiteCurve], sigma: float | Sequence[float], budget: float, *,
                     costs: Sequence[float] | None = None, clean: Sequence[float] | None = None,
                     chance: float = 0.1, max_executions: int = 1024) -> tuple[int, ...]:
     """Spend ``budget`` on the executions with the largest predicted gain per cost.
@@ -147,7 +157,7 @@ def allocate_greedy(curves: Sequence[SiteCurve], sigma: float, budget: float, *,
 
     Args:
         curves: One predicted-accuracy function of σ per site.
-        sigma: The noise level every site gets (before averaging).
+        sigma: The noise level of every site (before averaging): one for all, or one per site.
         budget: Total cost to spend, including the first execution of every site.
         costs: Cost of one execution per site (default 1 each).
         clean: Accuracy of each curve at σ = 0 (default: the curve at 0).
@@ -172,12 +182,13 @@ def allocate_greedy(curves: Sequence[SiteCurve], sigma: float, budget: float, *,
         raise ConfigError(f"a budget of {budget:g} does not pay for one execution at each of the {count} sites "
                           f"(needs {sum(costs):g}); raise --budget")
     tops = [curve(0.0) if clean is None else clean[i] for i, curve in enumerate(curves)]
+    levels = per_site(sigma, count)
     cache: dict[tuple[int, int], float] = {}
 
     def log_retained(site: int, executions: int) -> float:
         key = (site, executions)
         if key not in cache:
-            accuracy = curves[site](sigma / math.sqrt(executions))
+            accuracy = curves[site](levels[site] / math.sqrt(executions))
             cache[key] = math.log(retained_fraction(accuracy, tops[site], chance))
         return cache[key]
 

@@ -89,7 +89,8 @@ class Allocation:
 
 
 def plan_allocations(strategies: Sequence[str], sites: Sequence[SiteCost], budget: int, *,
-                     sensitivity: Sequence[SiteSensitivity] | None = None, sigma: float = 0.0,
+                     sensitivity: Sequence[SiteSensitivity] | None = None,
+                     sigma: float | Sequence[float] = 0.0,
                      cost: str = "executions", num_classes: int = 10, clean_macs: int = 0) -> list[Allocation]:
     """Executions per site for each strategy at budget r̄ (n_t = L·r̄ executions).
 
@@ -211,11 +212,12 @@ class RepetitionReport:
 def _noise_kind(noise: NoiseSpec) -> str:
     if noise.sigma_add and noise.sigma_mul:
         raise ConfigError("guided repetitions use one noise kind: give --sigma-add or --sigma-mul, not both")
-    return "mul" if noise.sigma_mul else "add"
+    adds = noise.sigma_add or any(o.sigma_add for o in noise.overrides)
+    return "mul" if (noise.sigma_mul and not adds) else "add"
 
 
 def _with_walk_sigma(noise: NoiseSpec, sensitivity: Sensitivity) -> tuple[NoiseSpec, str]:
-    if noise.sigma_add or noise.sigma_mul:
+    if not noise.is_clean:
         return noise, "given"
     mu = sensitivity.global_mu
     if mu is None:
@@ -254,7 +256,7 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
     from hil.evaluation_job import load_checkpoint_data
     from hil.noisy_model import wrap
 
-    if walk is None and not (noise.sigma_add or noise.sigma_mul):
+    if walk is None and noise.is_clean:
         raise ConfigError("give --sigma-add or --sigma-mul (or a walk folder to take the global μ from)")
     kind = _noise_kind(noise)
     sensitivity = load_sensitivity(walk, kind) if walk is not None else None
@@ -275,7 +277,7 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
             model_name = (loaded.metadata.get("model") or {}).get("name")
             site_curves = sensitivity.for_sites([s.name for s in noisy_sites], [s.name for s in noisy.sites],
                                                 model_name)
-        sigma = noise.sigma_mul if kind == "mul" else noise.sigma_add
+        sigma = [n.sigma_mul if kind == "mul" else n.sigma_add for n in plan if not n.is_clean]
         allocations = plan_allocations(strategies, noisy_sites, budget, sensitivity=site_curves, sigma=sigma,
                                        cost=cost, num_classes=data.num_classes, clean_macs=clean_macs)
         results = []

@@ -80,11 +80,12 @@ def _open_store(out: str | os.PathLike[str]) -> ResultStore:
 
 def walk_checkpoint(checkpoint: str | os.PathLike[str], spec: SweepSpec, out: str | os.PathLike[str], *,
                     data_dir: str | None = None, progress: ProgressFactory | None = None,
-                    adaptive: Any = None) -> WalkReport:
+                    adaptive: Any = None, write_summary: bool = True) -> WalkReport:
     """Inference-only Walking Noise on a trained checkpoint; resumable through ``out``.
 
     With ``adaptive`` (an `AdaptivePlan`) each site gets an adaptive σ design instead of the
-    fixed grid ``spec.sigmas``.
+    fixed grid ``spec.sigmas``. ``write_summary=False`` leaves ``OUT/mu.json`` alone (studies that
+    keep many walks in one store).
 
     Raises:
         HilError: Bad checkpoint, sites or grid.
@@ -115,7 +116,8 @@ def walk_checkpoint(checkpoint: str | os.PathLike[str], spec: SweepSpec, out: st
             for index in sorted({p.site_index for p in sweep.points}):
                 walker.run_site(index, store, experiment)
         report = fit_experiment(store, experiment)
-    write_mu(report, out)
+    if write_summary:
+        write_mu(report, out)
     return report
 
 
