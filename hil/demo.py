@@ -152,14 +152,16 @@ def _report(summary: dict[str, Any], calibration: Any, walk: Any, comparison: An
         lines.append(f"| {site.site} | {fit.mu:.3g} | [{fit.mu_low:.3g}, {fit.mu_high:.3g}] |")
     lines += ["", "![per-site curves](walk/plots/curves.png) ![μ per site](walk/plots/mu.png)", "",
               "## 4. Repeated executions on the device", "",
-              f"Budget {comparison.budget} executions per noisy site on average, {comparison.strategies[0].result.repeats} "
-              "paired draws, on the device (gain/offset corrected with the profile).", "",
+              f"Budget {comparison.budget} executions per noisy site on average, "
+              f"{comparison.strategies[0].result.repeats} paired draws, on the device (gain/offset corrected with "
+              "the profile).", "",
               "| strategy | accuracy | Δ vs uniform [95 % CI] | executions per site | total |", "|---|---|---|---|---|"]
     differences = {d.strategy: d for d in comparison.differences}
     for item in comparison.strategies:
         allocation, result = item.allocation, item.result
         diff = differences.get(allocation.strategy)
-        diff_text = "—" if diff is None else f"{diff.mean * 100:+.1f} pt [{diff.low * 100:+.1f}, {diff.high * 100:+.1f}]"
+        diff_text = "—" if diff is None else (f"{diff.mean * 100:+.1f} pt "
+                                              f"[{diff.low * 100:+.1f}, {diff.high * 100:+.1f}]")
         lines.append(f"| {allocation.strategy} | {result.mean:.1%} ± {result.std:.1%} | {diff_text} | "
                      f"{list(allocation.executions)} | {allocation.total_executions} |")
     seconds = summary["seconds"]
