@@ -159,7 +159,7 @@ def load_weights(model: nn.Module, path: Path) -> None:
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
-    for key in set(tensors) & set(expected):
+    for key in sorted(k for k in tensors if k in expected):  # deterministic: the first layer's keys first
         if tuple(tensors[key].shape) != tuple(expected[key].shape):
             raise CheckpointError(
                 f"weights in {path} do not fit the model: {key} has shape {tuple(tensors[key].shape)} "

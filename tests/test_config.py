@@ -178,8 +178,8 @@ def test_noise_that_is_not_a_table(value: str, tmp_path: Path) -> None:
      ({"bn": "yes"}, "bn must be true or false, got 'yes'"),
      ({"clamp_weights": 1}, "clamp_weights must be true or false, got 1"),
      ({"model": "resnet"}, "unknown model 'resnet'; choose one of: cnn-s, lenet5, mlp"),
-     ({"dataset": "cifar"}, "unknown dataset 'cifar'; choose one of: digits, fashionmnist, mnist, mnist5k, "
-                            "synthetic"),
+     ({"dataset": "cifar"}, "unknown dataset 'cifar'; choose one of: cifar10, digits, fashionmnist, gsc, mnist, "
+                            "mnist5k, svhn, synthetic"),
      ({"backend": "sim:foo"}, "backend 'sim' takes no address"),
      ({"backend": "gpu:tpu"}, "bad gpu device 'tpu'"),
      ({"backend": ""}, "bad backend spec ''"),

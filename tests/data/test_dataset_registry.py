@@ -14,7 +14,7 @@ from hil.data import DATASETS, dataset_names, load_dataset
 from hil.errors import HilError, UnknownNameError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILTIN = ["digits", "fashionmnist", "mnist", "mnist5k", "synthetic"]
+BUILTIN = ["cifar10", "digits", "fashionmnist", "gsc", "mnist", "mnist5k", "svhn", "synthetic"]
 
 
 def test_dataset_names_lists_builtins() -> None:
@@ -26,9 +26,9 @@ def test_dataset_names_lists_builtins() -> None:
 
 def test_unknown_dataset_lists_valid_names() -> None:
     with pytest.raises(UnknownNameError) as info:
-        load_dataset("cifar10")
+        load_dataset("imagenet")
     message = str(info.value)
-    assert "cifar10" in message
+    assert "imagenet" in message
     for name in BUILTIN:
         assert name in message
     assert isinstance(info.value, HilError)
