@@ -65,3 +65,15 @@ def test_qat_train_save_load_and_evaluate_under_noise(tmp_path: Path) -> None:
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["accuracy"]["mean"] > 0.3
     assert "metadata.json" in {p.name for p in out.iterdir()} and not list(out.glob("*.pt"))  # no pickles
+
+
+@pytest.mark.parametrize("bits", [2, 16])
+def test_two_and_sixteen_bits_train_a_step(bits: int) -> None:
+    model = quantize(create_model("mlp", input_shape=(1, 8, 8)), QuantConfig(bits, "dynamic"))
+    noisy = hil.wrap(model, "sim", hil.NoiseSpec(sigma_add=0.1))
+    optimizer = torch.optim.Adam(noisy.parameters(), lr=1e-3)
+    x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))
+    loss = torch.nn.functional.cross_entropy(noisy(x), y)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss) and model.fc1.weight.grad is not None
