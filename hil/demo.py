@@ -66,6 +66,8 @@ def run_demo(out: str | os.PathLike[str], settings: DemoSettings = DemoSettings(
     from hil.walking.walk import walk_checkpoint
 
     folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--out {folder} is a file; choose a new folder for the demo")
     if folder.exists() and any(folder.iterdir()):
         raise ConfigError(f"{folder} is not empty; choose a new --out for the demo")
     folder.mkdir(parents=True, exist_ok=True)

@@ -54,3 +54,5 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
         assert (out / image).is_file() and image in report
     again = runner.invoke(app, ["demo", "--out", str(out), "--quick"])
     assert again.exit_code == 1 and "not empty" in again.stderr
+    again = runner.invoke(app, ["demo", "--out", str(out / "report.md")])
+    assert again.exit_code == 1 and "is a file" in again.stderr
