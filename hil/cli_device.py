@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -84,11 +83,3 @@ def info(
           f"full scale {caps.full_scale:g}")
     print(f"limits: batch {caps.max_batch}, repeats {caps.max_repeats}, frame {caps.max_frame} bytes")
     print(f"status: {status.temperature:.1f} °C, up {status.uptime:.1f} s, {status.errors_total} errors so far")
-
-
-def pty_path_from(stream_line: str) -> str:
-    """The path ``hil device emulate --port pty`` announced (first line of its stdout)."""
-    path = stream_line.strip()
-    if not path.startswith(os.sep):
-        raise ConfigError(f"emulator did not announce a pty path (got {path!r})")
-    return path

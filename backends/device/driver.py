@@ -9,7 +9,7 @@ own hardware implement `Driver` and register a factory in the ``hil.drivers`` en
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -79,7 +79,6 @@ class LinkStats:
     bytes_in: int = 0
     payload_out: int = 0
     payload_in: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 class AmvmDriver:

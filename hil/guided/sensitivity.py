@@ -58,11 +58,6 @@ class SiteSensitivity:
             return math.nan
         return min(positive) if "below the half-way" in self.fit.message else max(positive)
 
-    @property
-    def clean_accuracy(self) -> float:
-        """Accuracy predicted at σ = 0 (the curve's upper plateau)."""
-        return self.predict(0.0)
-
     def predict(self, sigma: float) -> float:
         """Accuracy with noise σ at this site only: the fitted curve, or the measured means.
 
