@@ -20,14 +20,14 @@ import numpy as np
 from hil.backends.device.driver import AmvmDriver
 from hil.backends.device.emulator import DeviceEmulator, EmulatorConfig, LoopbackTransport
 from hil.calibration.design import CalibrationDesign, realise
-from hil.calibration.estimate import estimate, fisher, fit_variance_ols
+from hil.calibration.estimate import estimate, fisher, fit_variance_ols, variance_design
 from hil.calibration.measure import measure
 
 SIGMA_ADD, SIGMA_MUL = 0.05, 0.03
 
 
 def inverse_s4(u: np.ndarray, s2: np.ndarray) -> tuple[float, float]:
-    design = np.stack([np.ones_like(u), u], axis=1)
+    design = variance_design(u)
     w = 1 / s2**2
     a, b = np.linalg.solve(design.T @ (design * w[:, None]), design.T @ (w * s2))
     return float(a), float(b)

@@ -57,7 +57,8 @@ def lack_of_fit(fit: CalibrationFit) -> Diagnostic:
     return Diagnostic("lack of fit", status, deviance, p, detail)
 
 
-def _standardised(measurement: Measurement, fit: CalibrationFit) -> list[np.ndarray]:
+def standardised_residuals(measurement: Measurement, fit: CalibrationFit) -> list[np.ndarray]:
+    """Per level, (y − (g z + o)) / √v(z) for every sample and column."""
     gain, offset = fit.columns.gain, fit.columns.offset
     out = []
     for samples, z in zip(measurement.samples, measurement.z, strict=True):
@@ -68,7 +69,7 @@ def _standardised(measurement: Measurement, fit: CalibrationFit) -> list[np.ndar
 
 def gaussianity(measurement: Measurement, fit: CalibrationFit, limit: int = 20_000) -> Diagnostic:
     """D'Agostino–Pearson test on pooled standardised residuals (a seeded subsample of ``limit``)."""
-    residuals = np.concatenate([r.ravel() for r in _standardised(measurement, fit)])
+    residuals = np.concatenate([r.ravel() for r in standardised_residuals(measurement, fit)])
     if len(residuals) > limit:
         residuals = np.random.default_rng(0).choice(residuals, limit, replace=False)
     statistic, p = stats.normaltest(residuals)

@@ -90,23 +90,32 @@ def fit_columns(z: np.ndarray, means: np.ndarray, counts: np.ndarray, variance: 
     return ColumnFit(gain, gain_se, offset, offset_se)
 
 
+def variance_design(u: np.ndarray) -> np.ndarray:
+    """Design matrix [1, u] of the variance model v = A + B u."""
+    return np.stack([np.ones_like(u), u], axis=1)
+
+
+def gamma_weights(u: np.ndarray, dof: np.ndarray, a: float, b: float) -> np.ndarray:
+    """Inverse variances d / (2v²) of sample variances with d degrees of freedom and mean v = A + B u."""
+    v = np.maximum(a + b * u, 1e-300)
+    return dof / (2 * v**2)
+
+
 def fisher(u: np.ndarray, dof: np.ndarray, a: float, b: float) -> np.ndarray:
     """Fisher information of (A, B) from sample variances at regressors u with dof d."""
-    v = np.maximum(a + b * u, 1e-300)
-    w = dof / (2 * v**2)
-    return np.array([[np.sum(w), np.sum(w * u)], [np.sum(w * u), np.sum(w * u**2)]])
+    design = variance_design(u)
+    return design.T @ (design * gamma_weights(u, dof, a, b)[:, None])
 
 
 def fit_variance_glm(u: np.ndarray, s2: np.ndarray, dof: np.ndarray, max_iter: int = 50) -> VarianceFit:
     """Gamma GLM (identity link) of sample variances on (1, u) by IRLS."""
-    a, b = _ols(u, s2)
+    a, b = fit_variance_ols(u, s2)
     a, b = max(a, 1e-12 * np.mean(s2)), max(b, 0.0)
+    design = variance_design(u)
     iterations = 0
     for _ in range(max_iter):
         iterations += 1
-        v = np.maximum(a + b * u, 1e-300)
-        w = dof / (2 * v**2)
-        design = np.stack([np.ones_like(u), u], axis=1)
+        w = gamma_weights(u, dof, a, b)
         new_a, new_b = np.linalg.solve(design.T @ (design * w[:, None]), design.T @ (w * s2))
         new_a, new_b = max(new_a, 1e-12 * np.mean(s2)), max(new_b, 0.0)
         converged = abs(new_a - a) <= 1e-10 * abs(a) + 1e-300 and abs(new_b - b) <= 1e-10 * abs(b) + 1e-300
@@ -116,15 +125,10 @@ def fit_variance_glm(u: np.ndarray, s2: np.ndarray, dof: np.ndarray, max_iter: i
     return VarianceFit(a, b, np.linalg.inv(fisher(u, dof, a, b)), iterations)
 
 
-def _ols(u: np.ndarray, s2: np.ndarray) -> tuple[float, float]:
-    design = np.stack([np.ones_like(u), u], axis=1)
-    a, b = np.linalg.lstsq(design, s2, rcond=None)[0]
-    return float(a), float(b)
-
-
 def fit_variance_ols(u: np.ndarray, s2: np.ndarray) -> tuple[float, float]:
     """Unweighted least squares of sample variances on (1, u): the inefficient baseline."""
-    return _ols(u, s2)
+    a, b = np.linalg.lstsq(variance_design(u), s2, rcond=None)[0]
+    return float(a), float(b)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import numpy as np
 
 from hil.calibration.design import CalibrationDesign, realise
 from hil.calibration.diagnostics import Diagnostic, run_all
-from hil.calibration.estimate import CalibrationFit, Estimate, estimate, fisher
+from hil.calibration.estimate import CalibrationFit, Estimate, estimate, fisher, gamma_weights, variance_design
 from hil.calibration.measure import Measurement, measure
 from hil.calibration.profile import CalibrationProfile, now
 from hil.errors import ConfigError
@@ -42,10 +42,9 @@ def open_calibration_device(address: str, *, timeout: float = 2.0, emulator_conf
 def ols_efficiency(fit: CalibrationFit) -> tuple[float, float]:
     """Asymptotic efficiency (CRLB / variance) of the OLS variance regression for (σa², σm²)."""
     u, dof = fit.regressors.ravel(), fit.dof.ravel()
-    v = fit.variance.a + fit.variance.b * u
-    design = np.stack([np.ones_like(u), u], axis=1)
+    design = variance_design(u)
     bread = np.linalg.inv(design.T @ design)
-    meat = design.T @ (design * (2 * v**2 / dof)[:, None])
+    meat = design.T @ (design / gamma_weights(u, dof, fit.variance.a, fit.variance.b)[:, None])
     sandwich = bread @ meat @ bread
     crlb = np.linalg.inv(fisher(u, dof, fit.variance.a, fit.variance.b))
     return float(crlb[0, 0] / sandwich[0, 0]), float(crlb[1, 1] / sandwich[1, 1])
@@ -186,7 +185,6 @@ def accuracy_check(address: str, profile: CalibrationProfile, checkpoint: str | 
     They agree when the means differ by at most 3 × the larger spread + 2 points.
     """
     from hil.backends.device.backend import DeviceBackend
-    from hil.backends.gaussian import GaussianBackend
     from hil.checkpoint import load_checkpoint
     from hil.evaluation import evaluate
     from hil.evaluation_job import load_checkpoint_data
@@ -194,18 +192,12 @@ def accuracy_check(address: str, profile: CalibrationProfile, checkpoint: str | 
 
     loaded = load_checkpoint(checkpoint)
     data = load_checkpoint_data(loaded.metadata)
-    spec, _ = profile.noise_spec(loaded.model, data.train_x[:256])
-    import torch
-
-    sim_model = wrap(loaded.model, GaussianBackend(torch.device("cpu"), 0), spec)
-    on_sim = evaluate(sim_model, data.test_x, data.test_y, repeats=repeats)
-    correction = (np.asarray(profile.estimates["gain"]["values"], dtype=float),
-                  np.asarray(profile.estimates["offset"]["values"], dtype=float))
+    spec, _ = profile.noise_spec(loaded.model, data.train_x)
+    on_sim = evaluate(wrap(loaded.model, "sim", spec), data.test_x, data.test_y, repeats=repeats)
     device = DeviceBackend(open_calibration_device(address, timeout=timeout, emulator_config=emulator_config),
-                           correction=correction)
+                           correction=profile.correction())
     try:
-        on_device = evaluate(wrap(load_checkpoint(checkpoint).model, device), data.test_x, data.test_y,
-                             repeats=repeats)
+        on_device = evaluate(wrap(loaded.model, device), data.test_x, data.test_y, repeats=repeats)
     finally:
         device.close()
     spread = max(on_sim.std, on_device.std, 0.005)

@@ -68,6 +68,7 @@ def measure(driver: Driver, plan: Plan, *, budget_s: float | None = None,
         ConfigError: The budget is too small for the design (nothing is written then).
     """
     caps = driver.capabilities()
+    lsb = caps.full_scale / caps.adc_max
     tile = np.full((plan.rows, plan.cols), caps.dac_max, dtype=np.int16)
     started = time.monotonic()
     driver.load_tile(SLOT, tile)
@@ -98,7 +99,6 @@ def measure(driver: Driver, plan: Plan, *, budget_s: float | None = None,
                 vectors = min(batch, math.ceil(share / repeats))
                 x = np.full((vectors, plan.rows), level.code, dtype=np.int16)
                 reply = driver.run(SLOT, x, repeats)
-                lsb = caps.full_scale / caps.adc_max
                 values = reply.codes.reshape(-1, plan.cols)[:share].astype(np.float64) * lsb
                 collected[level_index].append(values)
                 order[level_index].append(np.full(len(values), run_index))
@@ -111,5 +111,5 @@ def measure(driver: Driver, plan: Plan, *, budget_s: float | None = None,
                 if progress is not None:
                     progress(done, total)
     return Measurement(plan, tuple(np.concatenate(c) for c in collected), tuple(np.concatenate(o) for o in order),
-                       np.array(temperatures), caps.full_scale / caps.adc_max, driver.identity,
+                       np.array(temperatures), lsb, driver.identity,
                        time.monotonic() - started, tuple(saturated), tuple(sent))

@@ -28,6 +28,8 @@ from hil.errors import ConfigError
 
 PROFILE_VERSION = 1
 """Version this hil writes; a newer one is refused."""
+SCALE_INPUTS = 256
+"""Training inputs used to measure the layers' input scales when σa is converted to network units."""
 REQUIRED = ("version", "device", "estimates")
 
 
@@ -71,6 +73,13 @@ class CalibrationProfile:
         """Rows of the device's tiles."""
         return int(self.device.get("capabilities", {}).get("rows", 0)) or 1
 
+    def correction(self) -> tuple[Any, Any]:
+        """Per device column (gain, offset) arrays, for the device backend's correction."""
+        import numpy as np
+
+        return (np.asarray(self.estimates["gain"]["values"], dtype=float),
+                np.asarray(self.estimates["offset"]["values"], dtype=float))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain form (the file content)."""
         return {"version": self.version, "created": self.created, "seconds": self.seconds, "order": self.order,
@@ -80,6 +89,10 @@ class CalibrationProfile:
     def noise_spec(self, model: Any, inputs: Any) -> tuple[Any, dict[str, float]]:
         """The NoiseSpec this device means for ``model`` (see the module docstring).
 
+        Args:
+            model: The network.
+            inputs: Training inputs; the first `SCALE_INPUTS` set the input scales.
+
         Returns:
             (NoiseSpec, σa per site in network units).
         """
@@ -87,7 +100,7 @@ class CalibrationProfile:
         from hil.noise import NoiseSpec, SiteOverride
 
         per_site = {}
-        for path, (weight_scale, input_scale, fan_in) in matmul_scales(model, inputs).items():
+        for path, (weight_scale, input_scale, fan_in) in matmul_scales(model, inputs[:SCALE_INPUTS]).items():
             tiles = max(1, math.ceil(fan_in / self.tile_rows))
             per_site[path] = self.sigma_add * weight_scale * input_scale * math.sqrt(tiles)
         overrides = tuple(SiteOverride(site=path, sigma_add=value) for path, value in per_site.items())

@@ -16,6 +16,8 @@ def write_report(calibration, folder: str | os.PathLike[str]) -> list[Path]:  # 
     import matplotlib.pyplot as plt
     from scipy import stats
 
+    from hil.calibration.diagnostics import standardised_residuals
+
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     fit, measurement = calibration.fit, calibration.measurement
@@ -40,11 +42,7 @@ def write_report(calibration, folder: str | os.PathLike[str]) -> list[Path]:  # 
     written += _save(figure, out / "variance")
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(8, 3.6))
-    residuals = []
-    for samples, level in zip(measurement.samples, z, strict=True):
-        v = fit.variance.a + fit.variance.b * (gain * level) ** 2
-        residuals.append(((samples - (gain * level + fit.columns.offset)) / np.sqrt(v)).ravel())
-    pooled_residuals = np.concatenate(residuals)
+    pooled_residuals = np.concatenate([r.ravel() for r in standardised_residuals(measurement, fit)])
     sample = np.random.default_rng(0).choice(pooled_residuals, min(5000, pooled_residuals.size), replace=False)
     (osm, osr), _ = stats.probplot(sample, dist="norm")
     left.plot(osm, osr, ".", markersize=2, color="#1f4e79")

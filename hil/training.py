@@ -202,7 +202,7 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
             noise = NoiseSpec.from_dict(checkpoint.metadata["noise"])
             calibration = checkpoint.metadata.get("calibration")
         else:
-            noise, calibration = calibrated_noise(config.calibration, model, data.train_x[:CALIBRATION_BATCH])
+            noise, calibration = calibrated_noise(config.calibration, model, data.train_x)
     backend = get_backend(config.backend)
     try:
         noisy = wrap(model, backend, noise)
@@ -253,10 +253,6 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
     finally:
         backend.close()
     return TrainResult(out, clean, noisy_result, tuple(history), noise)
-
-
-CALIBRATION_BATCH = 256
-"""Training inputs used to measure the layers' input scales for a calibration profile."""
 
 
 def calibrated_noise(path: str, model: Any, inputs: torch.Tensor) -> tuple[NoiseSpec, dict[str, Any]]:

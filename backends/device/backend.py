@@ -284,9 +284,7 @@ def create_device_backend(spec: BackendSpec) -> DeviceBackend:
     if "calibration" in options:
         from hil.calibration.profile import read_profile
 
-        estimates = read_profile(options["calibration"]).estimates
-        correction = (np.asarray(estimates["gain"]["values"], dtype=float),
-                      np.asarray(estimates["offset"]["values"], dtype=float))
+        correction = read_profile(options["calibration"]).correction()
     driver = open_driver(address, timeout=timeout, record=options.get("record"), library=options.get("visa_library"))
     try:
         return DeviceBackend(driver, spec.seed, layers, correction)
