@@ -88,18 +88,15 @@ def print_calibration(profile: Any) -> None:
         table.add_row(f"{name} ({len(item['values'])} columns)", f"mean {item['mean']:.4g}",
                       f"min {item['min']:.4g}, max {item['max']:.4g}", f"median SE {item['median_se']:.2g}")
     table.add_row("ADC quantisation", f"{est['quantisation_variance']:.3g}", "", "Δ²/12, subtracted from σa²")
-    _print_wide(table)
+    print_wide(stdout, table)
     checks = Table(title="diagnostics")
     for column in ("check", "status", "detail"):
         checks.add_column(column)
     colours = {"pass": "green", "warn": "yellow", "info": "cyan"}
     for item in profile.diagnostics:
         checks.add_row(item["name"], f"[{colours.get(item['status'], 'white')}]{item['status']}[/]", item["detail"])
-    _print_wide(checks)
+    print_wide(stdout, checks)
 
-
-def _print_wide(table: Table) -> None:
-    print_wide(stdout, table)
 
 
 @calibrate_app.command("check")
@@ -140,7 +137,7 @@ def check_profile(
         for item in items:
             table.add_row(item.name, f"{item.profile:.5g}", f"{item.measured:.5g}", f"{abs(item.z):.1f}",
                           "[green]yes[/]" if item.ok else "[red]no[/]")
-        _print_wide(table)
+        print_wide(stdout, table)
         if network is not None:
             stdout.print(f"network {checkpoint}: device {network.device.mean:.2%} ± {network.device.std:.2%}, "
                          f"sim with the profile {network.sim.mean:.2%} ± {network.sim.std:.2%} — "

@@ -60,18 +60,14 @@ def harden(
     table = Table(title=f"hardening study — {model} on {dataset}, {repeats} networks per row, {epochs} epochs")
     for column in ("variant", "peak accuracy [95 % CI]", "global μ [95 % CI]", "Δμ vs fp32"):
         table.add_column(column, justify="left" if column == "variant" else "right")
-    reference = {False: None, True: None}
-    for result in results:
-        data = result.to_dict()
-        if result.variant.bits is None:
-            reference[result.variant.noisy] = data["mu"][0]
-    for result in results:
-        data = result.to_dict()
+    rows = [(result, result.to_dict()) for result in results]
+    reference = {result.variant.noisy: data["mu"][0] for result, data in rows if result.variant.bits is None}
+    for result, data in rows:
         acc, mu = data["accuracy"], data["mu"]
         acc_text = "—" if acc[0] is None else (f"{acc[0]:.1%}" + ("" if acc[1] is None else
                                                                  f" [{acc[1]:.1%}, {acc[2]:.1%}]"))
         mu_text = "—" if mu[0] is None else (f"{mu[0]:.3g}" + ("" if mu[1] is None else f" [{mu[1]:.3g}, {mu[2]:.3g}]"))
-        ref = reference[result.variant.noisy]
+        ref = reference.get(result.variant.noisy)
         delta = "—" if mu[0] is None or not ref else f"{mu[0] / ref - 1:+.0%}"
         table.add_row(result.variant.label, acc_text, mu_text, delta)
     print_wide(stdout, table)

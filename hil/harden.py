@@ -126,6 +126,7 @@ def run_study(base: TrainConfig, out: str | os.PathLike[str], *, bits: Sequence[
     Raises:
         HilError: Bad settings, data or checkpoints.
     """
+    from hil.checkpoint import read_metadata
     from hil.walking.grid import default_sigmas
 
     if repeats < 1 or walk_repeats < 1:
@@ -150,8 +151,6 @@ def run_study(base: TrainConfig, out: str | os.PathLike[str], *, bits: Sequence[
             if progress is not None:
                 progress(f"{variant.label}, network {seed + 1}/{repeats}")
             checkpoint = _train_once(base, variant, seed, sigma or 0.0, folder)
-            from hil.checkpoint import read_metadata
-
             accuracies.append(float(read_metadata(checkpoint)["metrics"]["test_accuracy"]))
             mus.append(_global_mu(checkpoint, folder, grid, walk_repeats))
         results.append(VariantResult(variant, tuple(accuracies), tuple(mus)))

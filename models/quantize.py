@@ -87,19 +87,16 @@ def _replacement(module: nn.Module, config: QuantConfig) -> nn.Module | None:
     import brevitas.nn as qnn
     from brevitas.quant.scaled_int import Int8WeightPerChannelFloat, Int8WeightPerTensorFloat
 
+    quant_conv = next((q for f, q in ((nn.Conv1d, qnn.QuantConv1d), (nn.Conv2d, qnn.QuantConv2d))
+                       if isinstance(module, f) and not isinstance(module, q)), None)
     if isinstance(module, nn.Linear) and not isinstance(module, qnn.QuantLinear):
         layer = qnn.QuantLinear(module.in_features, module.out_features, bias=module.bias is not None,
                                 weight_quant=Int8WeightPerTensorFloat, weight_bit_width=config.bits)
-    elif isinstance(module, nn.Conv2d) and not isinstance(module, qnn.QuantConv2d):
-        layer = qnn.QuantConv2d(module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
-                                padding=module.padding, dilation=module.dilation, groups=module.groups,
-                                bias=module.bias is not None, weight_quant=Int8WeightPerChannelFloat,
-                                weight_bit_width=config.bits)
-    elif isinstance(module, nn.Conv1d) and not isinstance(module, qnn.QuantConv1d):
-        layer = qnn.QuantConv1d(module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
-                                padding=module.padding, dilation=module.dilation, groups=module.groups,
-                                bias=module.bias is not None, weight_quant=Int8WeightPerChannelFloat,
-                                weight_bit_width=config.bits)
+    elif quant_conv is not None:
+        layer = quant_conv(
+            module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
+            padding=module.padding, dilation=module.dilation, groups=module.groups, bias=module.bias is not None,
+            weight_quant=Int8WeightPerChannelFloat, weight_bit_width=config.bits)
     elif type(module) is nn.ReLU:
         return qnn.QuantReLU(act_quant=_act_quant(config), bit_width=config.bits)
     else:
