@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import snapshot
 
 from hil import create_model
 from hil._version import __version__
@@ -30,20 +31,6 @@ from hil.noise import NoiseSpec
 from hil.training import TrainResult, train
 
 FAST = TrainConfig(model="mlp", dataset="digits", epochs=1, batch_size=512, noise=NoiseSpec(sigma_add=0.05))
-
-
-def snapshot(root: Path) -> dict[str, tuple[str, bytes | None, int]]:
-    """Every file's bytes and mtime and every folder's mtime under ``root`` (root included)."""
-    if not root.exists():
-        return {}
-    state: dict[str, tuple[str, bytes | None, int]] = {".": ("d", None, root.stat().st_mtime_ns)}
-    for path in sorted(root.rglob("*")):
-        key = str(path.relative_to(root))
-        if path.is_dir():
-            state[key] = ("d", None, path.stat().st_mtime_ns)
-        else:
-            state[key] = ("f", path.read_bytes(), path.stat().st_mtime_ns)
-    return state
 
 
 def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import snapshot
 from typer.testing import CliRunner
 
 from hil._version import __version__
@@ -40,18 +41,6 @@ def invoke(*args: object, **kwargs: object):
     return CliRunner().invoke(app, [str(a) for a in args], **kwargs)
 
 
-def snapshot(root: Path) -> dict[str, tuple[str, bytes | None, int]]:
-    """Every file's bytes and mtime and every folder's mtime under ``root`` (root included)."""
-    if not root.exists():
-        return {}
-    state: dict[str, tuple[str, bytes | None, int]] = {".": ("d", None, root.stat().st_mtime_ns)}
-    for path in sorted(root.rglob("*")):
-        key = str(path.relative_to(root))
-        if path.is_dir():
-            state[key] = ("d", None, path.stat().st_mtime_ns)
-        else:
-            state[key] = ("f", path.read_bytes(), path.stat().st_mtime_ns)
-    return state
 
 
 def error_line(result, *fragments: str) -> str:

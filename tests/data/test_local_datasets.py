@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import write_cifar
 from scipy.io import savemat, wavfile
-from tests_data_helpers import write_cifar
 
 from hil.data import load_dataset
 from hil.data.speech import CLASSES, mfcc

@@ -38,7 +38,7 @@ def test_resnet_digital_batchnorm_matches_torch() -> None:
 
 @pytest.mark.parametrize(("model", "quant"), [("vgg11", None), ("resnet18", None), ("vgg11", 8), ("resnet18", 4)])
 def test_train_on_cifar_fixture(tmp_path: Path, model: str, quant: int | None) -> None:
-    from tests_data_helpers import write_cifar
+    from helpers import write_cifar
 
     data_dir = write_cifar(tmp_path / "data", per_batch=4)
     out = tmp_path / "run"
