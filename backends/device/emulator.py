@@ -207,20 +207,25 @@ class DeviceEmulator:
         return reply
 
     def _execute(self, frame: Frame) -> bytes:
+        status, body = self.run_operation(frame.op, frame.body)
+        kind = FrameType.ERROR if status else FrameType.RESPONSE
+        return Frame(kind, frame.seq, frame.op, body, status).encode()
+
+    def run_operation(self, op_code: int, body: bytes) -> tuple[int, bytes]:
+        """Execute one operation, whatever the framing: (0, reply body) or (error code, message).
+
+        Errors are also queued for ERROR_POP.
+        """
         try:
-            op = Op(frame.op)
+            op = Op(op_code)
         except ValueError:
-            code, body = self._error(ErrorCode.COMMAND, f"unknown operation 0x{frame.op:02x}")
-            return Frame(FrameType.ERROR, frame.seq, frame.op, body, code).encode()
+            return self._error(ErrorCode.COMMAND, f"unknown operation 0x{op_code:02x}")
         try:
-            body = getattr(self, f"_op_{op.name.lower()}")(frame.body)
+            return 0, getattr(self, f"_op_{op.name.lower()}")(body)
         except _DeviceError as error:
-            code, message = self._error(error.code, error.message)
-            return Frame(FrameType.ERROR, frame.seq, frame.op, message, code).encode()
+            return self._error(error.code, error.message)
         except (struct.error, ValueError) as error:
-            code, message = self._error(ErrorCode.PARAMETER, f"malformed {op.name} body: {error}")
-            return Frame(FrameType.ERROR, frame.seq, frame.op, message, code).encode()
-        return Frame(FrameType.RESPONSE, frame.seq, frame.op, body).encode()
+            return self._error(ErrorCode.PARAMETER, f"malformed {op.name} body: {error}")
 
     def _op_hello(self, body: bytes) -> bytes:
         versions = set(body[1:1 + body[0]]) if body else set()

@@ -100,13 +100,9 @@ class ScpiSession:
         return "", None
 
     def _binary(self, op: Op, body: bytes) -> bytes | None:
-        """Run a binary operation on the emulator; None after queuing its error."""
-        from hil.backends.device.framing import Frame, FrameType, decode_frame
-
-        self.emulator.replies.clear()  # SCPI has no sequence numbers: never answer from the cache
-        reply = self.emulator.handle(Frame(FrameType.REQUEST, 0, int(op), body).encode()[:-1])
-        frame = decode_frame(reply[:-1])
-        return None if frame.type == FrameType.ERROR else frame.body
+        """Run an operation on the emulator; None after it queued an error."""
+        status, reply = self.emulator.run_operation(int(op), body)
+        return None if status else reply
 
     def _answer(self, text: str, block: bytes | None) -> bytes | None:
         header, _, arguments = text.partition(" ")
