@@ -258,10 +258,10 @@ def open_driver(address: str, timeout: float = 2.0, record: str | None = None,
         from hil.backends.device.scpi import open_visa
 
         return open_visa(rest, timeout, library)
-    if kind not in ("serial", "tcp", "replay"):
-        from hil.backends.device.plugins import load_driver
+    from hil.backends.device.plugins import BUILT_IN, load_driver
 
-        return load_driver(kind, address.partition(":")[2])
+    if kind not in BUILT_IN:
+        return load_driver(kind, rest)
     transport = open_transport(address)
     if record:
         transport = RecordingTransport(transport, record)

@@ -18,12 +18,14 @@ from typing import Any
 from hil.errors import ConfigError
 
 ENTRY_POINT_GROUP = "hil.drivers"
+BUILT_IN = ("serial", "tcp", "visa", "replay")
+"""Address prefixes hil handles itself; a driver cannot take these names."""
 _RUNTIME: dict[str, Callable[[str], Any]] = {}
 
 
 def register_driver(name: str, factory: Callable[[str], Any]) -> None:
     """Make ``device:NAME:ADDRESS`` call ``factory(ADDRESS)``."""
-    if name in ("serial", "tcp", "replay"):
+    if name in BUILT_IN:
         raise ConfigError(f"{name!r} is a built-in transport; choose another driver name")
     _RUNTIME[name] = factory
 
@@ -45,7 +47,7 @@ def load_driver(name: str, address: str) -> Any:
     if factory is None:
         found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
         if not found:
-            known = ", ".join(["serial", "tcp", "replay", *driver_names()])
+            known = ", ".join([*BUILT_IN, *driver_names()])
             raise ConfigError(f"unknown device transport or driver {name!r}; known: {known} (drivers register in "
                               f"the {ENTRY_POINT_GROUP!r} entry-point group)")
         factory = found[0].load()

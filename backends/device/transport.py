@@ -300,5 +300,5 @@ def open_transport(address: str) -> Transport:
         return TcpTransport(rest)
     if kind == "replay":
         return ReplayTransport(rest)
-    raise ConfigError(f"unknown device transport {kind!r} in {address!r}; use serial:, tcp: or replay: "
+    raise ConfigError(f"unknown device transport {kind!r} in {address!r}; use serial:, tcp:, visa: or replay: "
                       f"(or a driver registered in the hil.drivers entry-point group)")
