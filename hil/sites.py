@@ -1,7 +1,7 @@
 """Noise sites: which torch operations are sites, and the site table of a traced model.
 
 Walking Noise convention (paper 002): the network input, the output of every Linear/Conv,
-BatchNorm, activation and MaxPool, and the network output. Sites are found by intercepting
+BatchNorm, activation and pooling layer (max and average), and the network output. Sites are found by intercepting
 torch functions while the model runs (`torch.overrides.TorchFunctionMode`), so a user's
 functional ops (``F.relu(x)`` inside ``forward``) and skip connections are covered without
 knowing the model. When the model returns the last site's tensor unchanged (the usual case:
@@ -82,7 +82,9 @@ def _site_functions() -> dict[Callable[..., object], str]:
     pools = [F.max_pool1d, F.max_pool2d, F.max_pool3d, F.max_pool1d_with_indices,
              F.max_pool2d_with_indices, F.max_pool3d_with_indices, F.adaptive_max_pool1d,
              F.adaptive_max_pool2d, F.adaptive_max_pool3d, F.adaptive_max_pool1d_with_indices,
-             F.adaptive_max_pool2d_with_indices, F.adaptive_max_pool3d_with_indices]
+             F.adaptive_max_pool2d_with_indices, F.adaptive_max_pool3d_with_indices,
+             F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
+             F.adaptive_avg_pool3d]
     kinds.update({fn: "act" for fn in activations})
     kinds.update({fn: "pool" for fn in pools})
     return kinds

@@ -1,15 +1,20 @@
-"""ResNet-18 for 32×32 inputs (CIFAR-10), as in paper 001.
+"""ResNet-18 for 32×32 inputs (CIFAR-10, SVHN), as in paper 001.
 
-Stem conv3×3(64) → BN → ReLU, four stages of two BasicBlocks (64, 128, 256, 512 channels; stride 2
-from the second stage, with a 1×1 conv + BN shortcut there), global average pool, FC.
+Paper 001's ResNet-18 is the standard (ImageNet-layout) network run on 32×32 images: its Table II
+gives 37.53 M FLOPs and 11.69 M parameters, which is exactly that layout (a CIFAR-layout ResNet-18
+has 556 M MACs). ``stem="imagenet"`` (default, ``resnet18``): conv7×7/2(64) → BN → ReLU →
+max pool 3×3/2, so the four stages of two BasicBlocks (64, 128, 256, 512 channels, stride 2 from
+the second stage with a 1×1 conv + BN shortcut there) see 8, 4, 2, 1 pixels; global average pool;
+FC. ``stem="cifar"`` (``resnet18-cifar``): conv3×3(64) → BN → ReLU and no max pool, the common
+CIFAR variant (stages at 32…4 pixels, ≈15× the MACs, higher accuracy).
 
 Noise sites follow paper 001's description of a block: "three noisy layers in the stacked layers
 (conv, ReLU, conv), one or zero in the skip connection (the 1×1 downsampling conv)". BatchNorm
 outputs and the residual add — with the ReLU that follows it — are digital and not sites by
-default (the add-and-ReLU runs as ``clamp_min``, which is not a site function). Average pooling is
-not a site. Sites: input, stem conv, stem ReLU, 8 × 3 block sites, 3 shortcut convs, FC = 31.
-With ``noisy_bn=True`` the BN outputs become sites too (+20 = 51) and with ``noisy_add=True`` the
-post-add ReLU becomes one (+8).
+default (the add-and-ReLU runs as ``clamp_min``, which is not a site function). Sites: input, stem
+conv, stem ReLU, stem max pool, 8 × 3 block sites, 3 shortcut convs, average pool, FC = 33 (the
+paper's count); 32 with the CIFAR stem. With ``noisy_bn=True`` the BN outputs become sites too
+(+20) and with ``noisy_add=True`` the post-add ReLU becomes one (+8).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hil.errors import ModelError
 from hil.models._blocks import check_shape
 
 
@@ -68,26 +74,43 @@ def _digital_bn(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
     return x * scale[None, :, None, None] + (bn.bias - mean * scale)[None, :, None, None]
 
 
+STEMS = ("imagenet", "cifar")
+"""Stem layouts: paper 001's conv7×7/2 + max pool, or the CIFAR conv3×3 without pooling."""
+
+
 class ResNet18(nn.Module):
-    """ResNet-18 (CIFAR geometry). ``bn`` is accepted for the registry and must stay True.
+    """ResNet-18 for 32×32 inputs. ``bn`` is accepted for the registry and ignored: ResNet-18 always has BN.
 
     Args:
-        bn: Must be True (ResNet-18 is defined with BatchNorm).
+        bn: Ignored (ResNet-18 is defined with BatchNorm; see ``noisy_bn``).
         input_shape: (channels, height, width).
         num_classes: Outputs.
         width: Channel multiplier (1.0 = 64…512 channels).
         noisy_bn: BN outputs are noise sites.
         noisy_add: The ReLU after each residual add is a noise site.
+        stem: ``imagenet`` (paper 001: conv7×7 stride 2 and a 3×3 max pool) or ``cifar`` (conv3×3).
+
+    Raises:
+        ModelError: Unknown stem or input shape.
     """
 
     def __init__(self, bn: bool = True, input_shape: tuple[int, ...] = (3, 32, 32), num_classes: int = 10,
-                 width: float = 1.0, noisy_bn: bool = False, noisy_add: bool = False) -> None:
+                 width: float = 1.0, noisy_bn: bool = False, noisy_add: bool = False,
+                 stem: str = "imagenet") -> None:
         super().__init__()
+        if stem not in STEMS:
+            raise ModelError(f"unknown ResNet-18 stem {stem!r}; choose one of: {', '.join(STEMS)}")
         self.input_shape = check_shape(input_shape, 3, "resnet18")
         self.num_classes, self.width, self.noisy_bn, self.noisy_add = num_classes, width, noisy_bn, noisy_add
+        self.stem = stem
         self.bn = True
         planes = [max(1, round(p * width)) for p in (64, 128, 256, 512)]
-        self.conv1 = nn.Conv2d(self.input_shape[0], planes[0], 3, padding=1, bias=False)
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(self.input_shape[0], planes[0], 7, stride=2, padding=3, bias=False)
+            self.pool: nn.Module = nn.MaxPool2d(3, stride=2, padding=1)
+        else:
+            self.conv1 = nn.Conv2d(self.input_shape[0], planes[0], 3, padding=1, bias=False)
+            self.pool = nn.Identity()
         self.bn1 = nn.BatchNorm2d(planes[0])
         self.relu = nn.ReLU()
         blocks, in_planes = [], planes[0]
@@ -97,16 +120,25 @@ class ResNet18(nn.Module):
                 blocks.append(BasicBlock(in_planes, out, stride, noisy_bn, noisy_add))
                 in_planes = out
         self.layers = nn.Sequential(*blocks)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_planes, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stem = self.conv1(x)
         out = self.relu(self.bn1(stem) if self.noisy_bn else _digital_bn(self.bn1, stem))
-        out = self.layers(out)
-        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        out = self.layers(self.pool(out))
+        out = self.avgpool(out).flatten(1)
         return self.fc(out)
 
     def config(self) -> dict[str, object]:
         """Constructor kwargs that rebuild this model."""
         return {"input_shape": list(self.input_shape), "num_classes": self.num_classes, "width": self.width,
-                "noisy_bn": self.noisy_bn, "noisy_add": self.noisy_add}
+                "noisy_bn": self.noisy_bn, "noisy_add": self.noisy_add, "stem": self.stem}
+
+
+class ResNet18Cifar(ResNet18):
+    """ResNet-18 with the CIFAR stem (conv3×3, no max pool): ``ResNet18(stem="cifar")``."""
+
+    def __init__(self, bn: bool = True, input_shape: tuple[int, ...] = (3, 32, 32), num_classes: int = 10,
+                 width: float = 1.0, noisy_bn: bool = False, noisy_add: bool = False, stem: str = "cifar") -> None:
+        super().__init__(bn, input_shape, num_classes, width, noisy_bn, noisy_add, stem)
