@@ -94,8 +94,9 @@ def test_every_supported_activation_is_a_site(activation) -> None:  # noqa: ANN0
 
 
 @pytest.mark.parametrize("pool", [lambda x: F.max_pool2d(x, 2), nn.MaxPool2d(2), nn.MaxPool2d(2, return_indices=True),
-                                  nn.AdaptiveMaxPool2d(1)])
-def test_max_pools_are_sites(pool) -> None:  # noqa: ANN001
+                                  nn.AdaptiveMaxPool2d(1), lambda x: F.avg_pool2d(x, 2), nn.AvgPool2d(2),
+                                  nn.AdaptiveAvgPool2d(1), lambda x: F.adaptive_avg_pool2d(x, 1)])
+def test_max_and_average_pools_are_sites(pool) -> None:  # noqa: ANN001
     class Net(nn.Module):
         def __init__(self) -> None:
             super().__init__()
