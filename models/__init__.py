@@ -21,7 +21,7 @@ MODELS: Registry[Any] = Registry(
         "cnn-s": "hil.models.cnn_s:CNNS",
         "vgg11": "hil.models.vgg:VGG11",
         "resnet18": "hil.models.resnet:ResNet18",
-        "resnet18-cifar": "hil.models.resnet:ResNet18Cifar",
+        "resnet18-cifar": "hil.models.resnet:resnet18_cifar",
     },
 )
 """Model name → class (or factory) taking ``bn``, ``input_shape``, ``num_classes``."""

@@ -19,6 +19,8 @@ paper's count); 32 with the CIFAR stem. With ``noisy_bn=True`` the BN outputs be
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -136,9 +138,5 @@ class ResNet18(nn.Module):
                 "noisy_bn": self.noisy_bn, "noisy_add": self.noisy_add, "stem": self.stem}
 
 
-class ResNet18Cifar(ResNet18):
-    """ResNet-18 with the CIFAR stem (conv3×3, no max pool): ``ResNet18(stem="cifar")``."""
-
-    def __init__(self, bn: bool = True, input_shape: tuple[int, ...] = (3, 32, 32), num_classes: int = 10,
-                 width: float = 1.0, noisy_bn: bool = False, noisy_add: bool = False, stem: str = "cifar") -> None:
-        super().__init__(bn, input_shape, num_classes, width, noisy_bn, noisy_add, stem)
+resnet18_cifar = partial(ResNet18, stem="cifar")
+"""ResNet-18 with the CIFAR stem (conv3×3, no max pool), registered as ``resnet18-cifar``."""
