@@ -35,7 +35,8 @@ class QuantConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.bits, bool) or self.bits not in BITS:
-            raise ConfigError(f"--quant must be one of {', '.join(map(str, BITS))} bits, got {self.bits!r}")
+            raise ConfigError(f"quantisation bits (--quant; hil harden: --bits) must be one of "
+                              f"{', '.join(map(str, BITS))}, got {self.bits!r}")
         _ = self.const_scale  # validates act_scaling
 
     @property
@@ -49,7 +50,8 @@ class QuantConfig:
         except ValueError:
             scale = math.nan
         if kind != "const" or not (math.isfinite(scale) and scale > 0):
-            raise ConfigError(f"--act-scaling must be dynamic or const:<s> with s > 0 (e.g. const:2), "
+            raise ConfigError(f"activation scaling (--act-scaling; hil harden: --scaling) must be dynamic or "
+                              f"const:<s> with s > 0 (e.g. const:2), "
                               f"got {self.act_scaling!r}")
         return scale
 

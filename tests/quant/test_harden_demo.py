@@ -33,9 +33,9 @@ def test_harden_prints_the_table_writes_the_plot_and_resumes(tmp_path: Path) -> 
 
 def test_harden_rejects_bad_variants_before_training(tmp_path: Path) -> None:
     result = runner.invoke(app, ["harden", "--bits", "3", "--out", str(tmp_path / "x")])
-    assert result.exit_code == 1 and "one of 2, 4, 8, 16" in result.stderr
+    assert result.exit_code == 1 and "one of 2, 4, 8, 16" in result.stderr and "--bits" in result.stderr
     result = runner.invoke(app, ["harden", "--scaling", "const:-1", "--out", str(tmp_path / "x")])
-    assert result.exit_code == 1 and "const:<s>" in result.stderr
+    assert result.exit_code == 1 and "const:<s>" in result.stderr and "--scaling" in result.stderr
     assert not (tmp_path / "x" / "runs").exists()
 
 
