@@ -81,6 +81,21 @@ class Backend(Protocol):
         ...
 
 
+@runtime_checkable
+class ForksNoiseStreams(Protocol):
+    """Optional capability: independent, seeded noise streams that reproduce the backend's noise.
+
+    A backend that has it (``sim``, ``gpu``) lets studies draw many points' noise in one stacked
+    forward: the noise-free prefix up to a site is computed once, and each point's draws come from
+    its own fork. A backend without it (a device, whose noise is physical) evaluates points one by
+    one through the same study code.
+    """
+
+    def fork(self, seed: int) -> Backend:
+        """A new backend on the same torch device whose draws are seeded by ``seed`` only."""
+        ...
+
+
 def digital_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                  params: ConvParams) -> torch.Tensor:
     """The exact convolution, the one place backends compute a conv digitally."""

@@ -49,6 +49,10 @@ class GaussianBackend:
         self.seed = seed
         self.generator.manual_seed(seed)
 
+    def fork(self, seed: int) -> GaussianBackend:
+        """An independent emulator on the same device, seeded by ``seed`` (`ForksNoiseStreams`)."""
+        return GaussianBackend(self.device, seed, self.name)
+
     def close(self) -> None:
         """Free the scratch buffers (the backend stays usable)."""
         self._scratch.clear()

@@ -18,10 +18,10 @@ from pathlib import Path
 from hil.config import TrainConfig
 from hil.guided.compare import STRATEGIES, evaluate_repetitions
 from hil.noise import NoiseSpec
+from hil.studies.walk import walk_checkpoint
 from hil.training import train
 from hil.walking.grid import default_sigmas
 from hil.walking.sweep import SweepSpec
-from hil.walking.walk import walk_checkpoint
 
 
 def _print(report, label: str) -> None:  # noqa: ANN001 - benchmark output only

@@ -23,10 +23,10 @@ import hil
 from hil.config import TrainConfig
 from hil.models import create_model
 from hil.models.quantize import QuantConfig, quantize
+from hil.studies.walk import walk_checkpoint
 from hil.training import train
 from hil.walking.grid import default_sigmas
 from hil.walking.sweep import SweepSpec
-from hil.walking.walk import walk_checkpoint
 
 
 def step_time(model: torch.nn.Module) -> float:

@@ -18,11 +18,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from hil.config import TrainConfig
+from hil.studies.walk import walk_checkpoint
 from hil.training import train
 from hil.walking.adaptive import AdaptivePlan, interval_decades
 from hil.walking.grid import default_sigmas
 from hil.walking.sweep import SweepSpec
-from hil.walking.walk import walk_checkpoint
 
 
 def main() -> None:

@@ -19,8 +19,9 @@ import torch
 from hil.data import load_dataset
 from hil.models import create_model
 from hil.noisy_model import wrap
+from hil.studies.walk import InferenceWalk
 from hil.walking.grid import log_grid
-from hil.walking.sweep import InferenceSweep, SweepSpec
+from hil.walking.sweep import SweepSpec
 
 
 def main() -> None:
@@ -33,7 +34,7 @@ def main() -> None:
     torch.manual_seed(0)
     model = create_model("lenet5").eval()  # accuracy values do not matter for timing
     spec = SweepSpec(noise="add", sigmas=sigmas, sites="all", repeats=repeats, batch_size=250)
-    sweep = InferenceSweep(wrap(model, "sim"), data.test_x, data.test_y, spec)
+    sweep = InferenceWalk(wrap(model, "sim"), data.test_x, data.test_y, spec)
     by_site: dict[int, list] = {}
     for point in sweep.points:
         by_site.setdefault(point.site_index, []).append(point)

@@ -185,20 +185,15 @@ def accuracy_check(address: str, profile: CalibrationProfile, checkpoint: str | 
     They agree when the means differ by at most 3 × the larger spread + 2 points.
     """
     from hil.backends.device.backend import DeviceBackend
-    from hil.checkpoint import load_checkpoint
     from hil.evaluation import evaluate
-    from hil.evaluation_job import load_checkpoint_data
     from hil.noisy_model import wrap
+    from hil.runs import open_run
 
-    loaded = load_checkpoint(checkpoint)
-    data = load_checkpoint_data(loaded.metadata)
-    spec, _ = profile.noise_spec(loaded.model, data.train_x)
-    on_sim = evaluate(wrap(loaded.model, "sim", spec), data.test_x, data.test_y, repeats=repeats)
     device = DeviceBackend(open_calibration_device(address, timeout=timeout, emulator_config=emulator_config),
                            correction=profile.correction())
-    try:
-        on_device = evaluate(wrap(loaded.model, device), data.test_x, data.test_y, repeats=repeats)
-    finally:
-        device.close()
+    with open_run(checkpoint, device) as run:
+        spec, _ = profile.noise_spec(run.checkpoint.model, run.data.train_x)
+        on_sim = evaluate(wrap(run.checkpoint.model, "sim", spec), run.data.test_x, run.data.test_y, repeats=repeats)
+        on_device = evaluate(run.noisy, run.data.test_x, run.data.test_y, repeats=repeats)
     spread = max(on_sim.std, on_device.std, 0.005)
     return AccuracyCheck(on_device, on_sim, abs(on_device.mean - on_sim.mean) <= 3 * spread + 0.02)

@@ -39,8 +39,8 @@ _LAZY = {
     "evaluate": "hil.evaluation",
     "save_checkpoint": "hil.checkpoint",
     "load_checkpoint": "hil.checkpoint",
-    "walk_checkpoint": "hil.walking.walk",
-    "walk_training": "hil.walking.walk",
+    "walk_checkpoint": "hil.studies.walk",
+    "walk_training": "hil.studies.training_walk",
     "fit_midpoint": "hil.walking.fit",
     "SweepSpec": "hil.walking.sweep",
     "evaluate_repetitions": "hil.guided.compare",
@@ -61,10 +61,11 @@ if TYPE_CHECKING:
     from hil.models import create_model, list_models, register_model
     from hil.noisy_model import NoisyModel, wrap
     from hil.sites import Site
+    from hil.studies.training_walk import walk_training
+    from hil.studies.walk import walk_checkpoint
     from hil.training import train
     from hil.walking.fit import fit_midpoint
     from hil.walking.sweep import SweepSpec
-    from hil.walking.walk import walk_checkpoint, walk_training
 
 
 def __getattr__(name: str) -> Any:

@@ -38,6 +38,9 @@ def harden(
     no_noisy: Annotated[bool, typer.Option("--no-noisy-training", help="Skip the noisy-training rows.")] = False,
     walk_repeats: Annotated[int, typer.Option("--walk-repeats", min=1, help="Noise draws per σ.")] = 3,
     out: Annotated[Path, typer.Option("--out", help="Study folder (resumable).")] = Path("runs/harden"),
+    backend: Annotated[str, typer.Option(
+        "--backend", help="Backend of training and walks: sim, gpu, device:… (hil list).")] = "sim",
+    executor: Annotated[str, typer.Option("--executor", help="Where walk points run: local.")] = "local",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Peak accuracy and global μ for fp32 and each (bits, scaling), with and without noisy training."""
@@ -49,10 +52,10 @@ def harden(
         raise ConfigError(f"--bits must be integers such as 4,8, got {bits!r}") from None
     from hil.config import TrainConfig
 
-    base = TrainConfig(model=model, dataset=dataset, data_dir=data_dir, epochs=epochs)
+    base = TrainConfig(model=model, dataset=dataset, data_dir=data_dir, epochs=epochs, backend=backend)
     results = run_study(base, out, bits=bit_widths, scalings=_list(scaling, "--scaling"), repeats=repeats,
                         walk_repeats=walk_repeats, train_sigma=train_sigma, noisy=not no_noisy,
-                        progress=lambda text: stderr.print(f"[dim]{text}[/]"))
+                        progress=lambda text: stderr.print(f"[dim]{text}[/]"), executor=executor)
     plots = plot_tradeoff(results, out / "tradeoff")
     if as_json:
         sys.stdout.write((out / SUMMARY).read_text())

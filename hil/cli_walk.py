@@ -96,12 +96,17 @@ def walk(
         "--adaptive", help="Adaptive σ design per site (add/mixed): bracket, then refine around μ.")] = False,
     target_width: Annotated[float, typer.Option(
         "--target-width", help="--adaptive: stop at a 95 % μ interval this many decades wide.")] = 0.1,
+    backend: Annotated[str, typer.Option(
+        "--backend", help="Backend the network runs on: sim, gpu, device:serial:PATH, … (hil list).")] = "sim",
+    executor: Annotated[str, typer.Option("--executor", help="Where the points run: local (in this process).")]
+    = "local",
     as_json: Annotated[bool, typer.Option("--json", help="Print mu.json content on stdout.")] = False,
 ) -> None:
     """Walking Noise: accuracy vs σ per site, midpoint μ with 95 % intervals (resumable)."""
+    from hil.studies.training_walk import walk_training
+    from hil.studies.walk import walk_checkpoint
     from hil.walking.grid import default_sigmas, parse_sigmas
     from hil.walking.sweep import SweepSpec
-    from hil.walking.walk import walk_checkpoint, walk_training
 
     if (checkpoint is None) == (not train_per_point):
         raise ConfigError("give either --checkpoint DIR (inference-only) or --train-per-point --model M")
@@ -127,13 +132,15 @@ def walk(
                 from hil.walking.adaptive import AdaptivePlan
 
                 plan = AdaptivePlan(target_width=target_width)
-            report = walk_checkpoint(checkpoint, spec, folder, data_dir=data_dir, progress=factory, adaptive=plan)
+            report = walk_checkpoint(checkpoint, spec, folder, backend=backend, data_dir=data_dir, progress=factory,
+                                     adaptive=plan, executor=executor)
         else:
             from hil.config import TrainConfig
 
             folder = out or Path("runs") / f"walk-{model}-{dataset}"
-            base = TrainConfig(model=model, bn=bn, dataset=dataset, data_dir=data_dir, epochs=epochs)
-            report = walk_training(base, spec, folder, progress=factory)
+            base = TrainConfig(model=model, bn=bn, dataset=dataset, data_dir=data_dir, epochs=epochs,
+                               backend=backend)
+            report = walk_training(base, spec, folder, progress=factory, executor=executor)
     finally:
         progress.stop()
     if as_json:
@@ -150,7 +157,7 @@ def report(
 ) -> None:
     """Table and plots (PNG + SVG in FOLDER/plots) of a Walking Noise run."""
     from hil.walking.plots import write_plots
-    from hil.walking.walk import load_report, write_mu
+    from hil.walking.report import load_report, write_mu
 
     result = load_report(folder, experiment)
     write_mu(result, folder)
@@ -171,8 +178,8 @@ def export(
     parquet_path: Annotated[Path | None, typer.Option("--parquet", help="Write Parquet here (needs pyarrow).")] = None,
 ) -> None:
     """Export every stored point (all experiments) as CSV and/or Parquet."""
+    from hil.walking.report import STORE_NAME
     from hil.walking.store import ResultStore
-    from hil.walking.walk import STORE_NAME
 
     if csv_path is None and parquet_path is None:
         raise ConfigError("nothing to do: pass --csv PATH and/or --parquet PATH")
@@ -198,14 +205,11 @@ def binarization(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:
     """Self-binarisation test: accuracy when each activation site is quantised to two levels."""
-    from hil.checkpoint import load_checkpoint
-    from hil.evaluation_job import load_checkpoint_data
-    from hil.noisy_model import wrap
+    from hil.runs import open_run
     from hil.walking.binarization import binarization_test
 
-    loaded = load_checkpoint(checkpoint)
-    data = load_checkpoint_data(loaded.metadata, data_dir)
-    results = binarization_test(wrap(loaded.model, "sim"), data.test_x, data.test_y)
+    with open_run(checkpoint, "sim", data_dir=data_dir) as run:
+        results = binarization_test(run.noisy, run.data.test_x, run.data.test_y)
     paths = []
     if out is not None:
         from hil.walking.plots import plot_histograms

@@ -59,11 +59,11 @@ def run_demo(out: str | os.PathLike[str], settings: DemoSettings = DemoSettings(
     from hil.calibration.report import write_report
     from hil.config import TrainConfig
     from hil.guided.compare import STRATEGIES, evaluate_repetitions
+    from hil.studies.walk import walk_checkpoint
     from hil.training import train
     from hil.walking.grid import default_sigmas
     from hil.walking.plots import write_plots
     from hil.walking.sweep import SweepSpec
-    from hil.walking.walk import walk_checkpoint
 
     folder = Path(out)
     if folder.exists() and not folder.is_dir():

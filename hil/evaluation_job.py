@@ -27,26 +27,6 @@ class CheckpointEvaluation:
                 "accuracy": self.result.to_dict()}
 
 
-def load_checkpoint_data(metadata: dict[str, Any], data_dir: str | None = None) -> Any:
-    """The dataset a checkpoint was trained on, split with its seed (so the test split is unseen).
-
-    Raises:
-        HilError: Unknown dataset or missing files.
-    """
-    from hil.data import load_dataset
-
-    data_spec = metadata.get("dataset") or {}
-    name = data_spec.get("name", "mnist5k")
-    shape = data_spec.get("input_shape")
-    return load_dataset(
-        name,
-        data_dir=data_dir if data_dir is not None else data_spec.get("data_dir"),
-        seed=int(data_spec.get("seed", 0)),
-        input_shape=tuple(shape) if name == "synthetic" and shape else None,
-        num_classes=data_spec.get("num_classes") if name == "synthetic" else None,
-    )
-
-
 def evaluate_checkpoint(path: str | Path, backend: str, noise: NoiseSpec, *, repeats: int = 1,
                         seed: int = 0, data_dir: str | None = None,
                         batch_size: int = 1000) -> CheckpointEvaluation:
@@ -58,18 +38,10 @@ def evaluate_checkpoint(path: str | Path, backend: str, noise: NoiseSpec, *, rep
     Raises:
         HilError: Unusable checkpoint, backend, noise or dataset.
     """
-    from hil.backends import get_backend
-    from hil.checkpoint import load_checkpoint
-    from hil.noisy_model import wrap
+    from hil.runs import open_run
 
-    checkpoint = load_checkpoint(path)
-    data = load_checkpoint_data(checkpoint.metadata, data_dir)
-    name = data.name
-    runner = get_backend(backend)
-    try:
-        noisy = wrap(checkpoint.model, runner, noise)
-        result = evaluate(noisy, data.test_x, data.test_y, repeats=repeats, seed=seed,
+    with open_run(path, backend, noise, data_dir=data_dir) as run:
+        result = evaluate(run.noisy, run.data.test_x, run.data.test_y, repeats=repeats, seed=seed,
                           batch_size=batch_size)
-    finally:
-        runner.close()
+        name = run.data.name
     return CheckpointEvaluation(Path(path), backend, noise, result, name)

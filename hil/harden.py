@@ -107,12 +107,13 @@ def _train_once(base: TrainConfig, variant: Variant, seed: int, sigma: float, fo
     return out
 
 
-def _global_mu(checkpoint: Path, folder: Path, sigmas: tuple[float, ...], repeats: int) -> float:
+def _global_mu(checkpoint: Path, folder: Path, sigmas: tuple[float, ...], repeats: int, backend: str,
+               executor: Any) -> float:
+    from hil.studies.walk import walk_checkpoint
     from hil.walking.sweep import SweepSpec
-    from hil.walking.walk import walk_checkpoint
 
     report = walk_checkpoint(checkpoint, SweepSpec(noise="add", sigmas=sigmas, sites="global", repeats=repeats),
-                             folder, write_summary=False)
+                             folder, backend=backend, executor=executor, write_summary=False)
     fit = report.sites[0].fit
     return float(fit.mu) if fit.status == "ok" else math.nan
 
@@ -120,8 +121,12 @@ def _global_mu(checkpoint: Path, folder: Path, sigmas: tuple[float, ...], repeat
 def run_study(base: TrainConfig, out: str | os.PathLike[str], *, bits: Sequence[int] = (4, 8),
               scalings: Sequence[str] = ("dynamic", "const:1", "const:2"), repeats: int = 3,
               walk_repeats: int = 3, sigmas: Sequence[float] | None = None, train_sigma: float | None = None,
-              noisy: bool = True, progress: Callable[[str], None] | None = None) -> list[VariantResult]:
+              noisy: bool = True, progress: Callable[[str], None] | None = None,
+              executor: Any = None) -> list[VariantResult]:
     """Run (or resume) the study; returns one result per variant and writes ``OUT/harden.json``.
+
+    Networks train on ``base.backend`` and their global walks run there too, through the study
+    engine (``executor``: where the walk points run).
 
     Raises:
         HilError: Bad settings, data or checkpoints.
@@ -152,7 +157,7 @@ def run_study(base: TrainConfig, out: str | os.PathLike[str], *, bits: Sequence[
                 progress(f"{variant.label}, network {seed + 1}/{repeats}")
             checkpoint = _train_once(base, variant, seed, sigma or 0.0, folder)
             accuracies.append(float(read_metadata(checkpoint)["metrics"]["test_accuracy"]))
-            mus.append(_global_mu(checkpoint, folder, grid, walk_repeats))
+            mus.append(_global_mu(checkpoint, folder, grid, walk_repeats, base.backend, executor))
         results.append(VariantResult(variant, tuple(accuracies), tuple(mus)))
     summary = {"model": base.model, "dataset": base.dataset, "epochs": base.epochs, "repeats": repeats,
                "train_sigma": sigma, "sigmas": list(grid), "variants": [r.to_dict() for r in results]}

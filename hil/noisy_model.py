@@ -9,7 +9,7 @@ forward must call the same sequence of site operations, which is checked.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -21,6 +21,9 @@ from hil.backends.base import Backend, ConvParams, SiteCall
 from hil.errors import SiteError
 from hil.noise import NoiseSpec, SiteNoise
 from hil.sites import SITE_FUNCTIONS, Site, op_name
+
+SiteHook = Callable[[torch.Tensor], torch.Tensor]
+"""Replaces one site's output (see `NoisyModel.forward_with_hooks`)."""
 
 _CONV_DIMS = {torch.nn.functional.conv1d: 1, torch.nn.functional.conv2d: 2,
               torch.nn.functional.conv3d: 3}
@@ -123,18 +126,16 @@ class _Recorder:
 class _Runner:
     """Routes site operations of one forward to the backend, checking the traced sequence."""
 
-    def __init__(self, owner: NoisyModel, hook_index: int | None = None,
-                 hook: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+    def __init__(self, owner: NoisyModel, hooks: Mapping[int, SiteHook] | None = None) -> None:
         self.backend = owner.backend
         self.sites = owner.sites
-        if hook is None:
+        if hooks is None:
             self.owned_calls = owner._owned_calls
             self.shared_calls = owner._shared_calls
-        else:  # everything clean; the hook replaces one site's output
+        else:  # the backend computes every site clean; hooks replace some sites' outputs
             self.shared_calls = [SiteCall(s.index, s.name, s.kind) for s in self.sites]
             self.owned_calls = self.shared_calls
-        self.hook_index = hook_index
-        self.hook = hook
+        self.hooks: Mapping[int, SiteHook] = hooks or {}
         self.position = 1  # site 0 is the input
 
     def _expect(self, kind: str, func: Callable[..., Any]) -> int:
@@ -153,8 +154,9 @@ class _Runner:
                kwargs: dict[str, Any]) -> Any:
         index = self._expect(kind, func)
         result = self._execute(index, func, kind, args, kwargs)
-        if index == self.hook_index and self.hook is not None:
-            return _replace_first(result, self.hook(_first_tensor(result)))
+        hook = self.hooks.get(index)
+        if hook is not None:
+            return _replace_first(result, hook(_first_tensor(result)))
         return result
 
     def _execute(self, index: int, func: Callable[..., Any], kind: str, args: Sequence[Any],
@@ -192,8 +194,9 @@ class _Runner:
                 f"the model"
             )
         if has_output_site and isinstance(output, torch.Tensor):
-            if self.hook is not None:
-                return self.hook(output) if self.hook_index == last else output
+            if self.hooks:
+                hook = self.hooks.get(last)
+                return hook(output) if hook is not None else output
             return self.backend.perturb(output, self.shared_calls[last])
         return output
 
@@ -296,9 +299,8 @@ class NoisyModel(nn.Module):
             output = self.model(x, *args[1:], **kwargs)
         return runner.finish(output)
 
-    def forward_with_site_hook(self, x: torch.Tensor, site: int,
-                               hook: Callable[[torch.Tensor], torch.Tensor]) -> Any:
-        """Run clean (digitally) except that site ``site``'s output is replaced by ``hook(output)``.
+    def forward_with_site_hook(self, x: torch.Tensor, site: int, hook: SiteHook) -> Any:
+        """Run clean except that site ``site``'s output is replaced by ``hook(output)``.
 
         The hook may change the batch size (e.g. repeat the clean activation once per noise
         draw); the rest of the forward then runs on the larger batch. This is what makes
@@ -306,11 +308,22 @@ class NoisyModel(nn.Module):
         layers also read a tensor from before the site (skip connections across it) cannot
         change the batch size in the hook.
         """
-        if not 0 <= site < len(self.sites):
-            raise SiteError(f"site index {site} out of range: the model has {len(self.sites)} sites")
-        runner = _Runner(self, hook_index=site, hook=hook)
-        if site == 0:
-            x = hook(x)
+        return self.forward_with_hooks(x, {site: hook})
+
+    def forward_with_hooks(self, x: torch.Tensor, hooks: Mapping[int, SiteHook]) -> Any:
+        """Run with every site clean on the backend, each site in ``hooks`` replaced by its hook's output.
+
+        "Clean" means the backend computes the site without the spec's noise: `GaussianBackend`
+        exactly, a device with its own physical noise. Studies inject their points' noise through
+        the hooks, so the same code walks any backend.
+        """
+        for site in hooks:
+            if not 0 <= site < len(self.sites):
+                raise SiteError(f"site index {site} out of range: the model has {len(self.sites)} sites")
+        runner = _Runner(self, hooks)
+        first = hooks.get(0)
+        if first is not None:
+            x = first(x)
         with _InterceptMode(runner.handle):
             output = self.model(x)
         return runner.finish(output)

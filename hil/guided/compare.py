@@ -250,11 +250,8 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
     Raises:
         HilError: Bad checkpoint, walk folder, σ, budget or backend.
     """
-    from hil.backends import get_backend
-    from hil.checkpoint import load_checkpoint
     from hil.evaluation import evaluate
-    from hil.evaluation_job import load_checkpoint_data
-    from hil.noisy_model import wrap
+    from hil.runs import open_run
 
     if walk is None and noise.is_clean:
         raise ConfigError("give --sigma-add or --sigma-mul (or a walk folder to take the global μ from)")
@@ -263,11 +260,8 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
     sigma_source = "given"
     if sensitivity is not None:
         noise, sigma_source = _with_walk_sigma(noise, sensitivity)
-    loaded = load_checkpoint(checkpoint)
-    data = load_checkpoint_data(loaded.metadata, data_dir)
-    runner = get_backend(backend)
-    try:
-        noisy = wrap(loaded.model, runner, noise)
+    with open_run(checkpoint, backend, noise, data_dir=data_dir) as run:
+        noisy, data, loaded = run.noisy, run.data, run.checkpoint
         plan = noisy.site_noise
         noisy_sites = [SiteCost(s.name, s.macs, s.numel) for s, n in zip(noisy.sites, plan, strict=True)
                        if not n.is_clean]
@@ -285,8 +279,6 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
             noisy.set_noise(noise.with_overrides(*allocation.overrides()))
             result = evaluate(noisy, data.test_x, data.test_y, repeats=repeats, seed=seed, batch_size=batch_size)
             results.append(StrategyResult(allocation, result))
-    finally:
-        runner.close()
     by_name = {r.allocation.strategy: r.result for r in results}
     differences = tuple(paired_difference(name, by_name[name], "uniform", by_name["uniform"])
                         for name in by_name if name != "uniform" and "uniform" in by_name)

@@ -19,7 +19,7 @@ import numpy as np
 
 from hil.errors import ConfigError
 from hil.walking.fit import CurveFit
-from hil.walking.walk import STORE_NAME, SiteFit, fit_experiment
+from hil.walking.report import STORE_NAME, SiteFit, fit_experiment
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hil.walking.fit import CurveFit, fit_midpoint, summarize_repeats
 from hil.walking.store import ResultStore
-from hil.walking.sweep import InferenceSweep, ProgressCallback, SweepPoint
+from hil.walking.sweep import SweepPoint
+
+if TYPE_CHECKING:
+    from hil.studies.engine import Executor, ProgressCallback
+    from hil.studies.walk import InferenceWalk
 
 
 @dataclass(frozen=True)
@@ -62,10 +67,12 @@ MIN_COARSE = 6
 
 
 class AdaptiveWalk:
-    """Adaptive per-site walk on top of an `InferenceSweep` (which evaluates the points)."""
+    """Adaptive per-site walk: decides which points to measure; an `InferenceWalk` evaluates them."""
 
-    def __init__(self, sweep: InferenceSweep, plan: AdaptivePlan, num_classes: int, n_samples: int) -> None:
+    def __init__(self, sweep: InferenceWalk, plan: AdaptivePlan, num_classes: int, n_samples: int,
+                 executor: Executor | None = None) -> None:
         self.sweep = sweep
+        self.executor = executor
         self.plan = plan
         self.num_classes = num_classes
         self.n_samples = n_samples
@@ -116,7 +123,8 @@ class AdaptiveWalk:
         grid = mean = np.zeros(0)
         for start in range(0, len(coarse), COARSE_CHUNK):
             chunk = coarse[start:start + COARSE_CHUNK]
-            self.sweep.run_points(self._points(site_index, chunk, plan.coarse_repeats), store, experiment, progress)
+            points = self._points(site_index, chunk, plan.coarse_repeats)
+            self.sweep.run_points(points, store, experiment, progress, self.executor)
             grid, mean, _ = self._measured(store, experiment, site)
             half = (float(np.max(mean)) + chance) / 2
             if len(mean) >= MIN_COARSE and np.all(mean[-2:] < half):
@@ -139,6 +147,6 @@ class AdaptiveWalk:
             repeats = plan.refine_repeats
             if all(any(math.isclose(s, g) for g in grid) for s in new):
                 repeats += plan.refine_repeats  # nothing new to place: add repeats where we are
-            self.sweep.run_points(self._points(site_index, new, repeats), store, experiment, progress)
+            self.sweep.run_points(self._points(site_index, new, repeats), store, experiment, progress, self.executor)
             fit, grid, mean = self._fit(store, experiment, site)
         return fit

@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # headless: never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hil.walking.walk import WalkReport  # noqa: E402
+from hil.walking.report import WalkReport  # noqa: E402
 
 _STYLE = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "savefig.dpi": 200}
 

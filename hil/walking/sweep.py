@@ -1,43 +1,23 @@
-"""The sweep engine: evaluate accuracy for every (site, σ, repeat) point of a Walking Noise grid.
+"""What a Walking Noise sweep measures: the spec, its (site, σ, repeat) points and their seeds.
 
 A point is the unit of work: it has its own seed (from the sweep seed, site, σ and repeat), so
 points can run in any order, be skipped when already stored, or run elsewhere later, and still
-give the same numbers.
-
-Inference-only sweeps on a single site use the cached-prefix path: the activations up to the
-site are noise-free and the same for every σ and repeat, so each batch runs the prefix once and
-the rest of the network once on all (σ, repeat) draws stacked along the batch dimension. The
-draws are made exactly as `NoisyModel` would make them for that point (same generator seed,
-same operations), so both paths give the same accuracies.
+give the same numbers. The studies that evaluate points live in `hil.studies`.
 """
 
 from __future__ import annotations
 
-import math
 import struct
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-import torch
-import torch.nn.functional as F
-
-from hil._version import __version__
-from hil.backends.base import SiteCall
-from hil.backends.gaussian import GaussianBackend
 from hil.errors import ConfigError
-from hil.noise import NoiseSpec, SiteNoise, check_sigma
-from hil.noisy_model import NoisyModel
+from hil.noise import NoiseSpec, check_sigma
 from hil.seeding import derive_seed
 from hil.walking.grid import NOISE_KINDS
-from hil.walking.store import PointKey, PointResult, ResultStore
+from hil.walking.store import PointKey
 
 GLOBAL = "global"
-MAX_STACKED_ROWS = 8192
-"""Rows per stacked forward (batch × draws); bounds memory of the cached-prefix path."""
-MAX_STACKED_ELEMENTS = 2**20
-"""Elements of the stacked site tensor per forward: beyond a few MB the rest of the network runs
-slower per row than the naive loop (caches), so early, wide sites stack fewer draws."""
 
 
 @dataclass(frozen=True)
@@ -159,127 +139,3 @@ def point_noise(point: SweepPoint) -> NoiseSpec:
     if point.site_index < 0:
         return NoiseSpec(sigma_add=point.sigma_add, sigma_mul=point.sigma_mul)
     return NoiseSpec.single(point.site_index, sigma_add=point.sigma_add, sigma_mul=point.sigma_mul)
-
-
-ProgressCallback = Callable[[int], None]
-
-
-class InferenceSweep:
-    """Inference-only sweep of a trained model on a test set (noise only at evaluation).
-
-    Args:
-        noisy: The model wrapped on the ``sim`` backend (a `GaussianBackend`).
-        inputs: Test inputs.
-        labels: Test labels.
-        spec: The sweep.
-    """
-
-    def __init__(self, noisy: NoisyModel, inputs: torch.Tensor, labels: torch.Tensor, spec: SweepSpec) -> None:
-        if not isinstance(noisy.backend, GaussianBackend):
-            raise ConfigError("noise sweeps run on the Gaussian emulator: wrap the model with backend 'sim' or 'gpu'")
-        self.noisy = noisy.eval()
-        self.inputs = inputs
-        self.labels = labels
-        self.spec = spec
-        names = [s.name for s in noisy.sites]
-        if spec.is_global or spec.sites == "all":
-            indices = range(len(names))
-        else:
-            from hil.noise import find_site
-
-            indices = [find_site(noisy.sites, selector) for selector in spec.sites]
-        self.points = sweep_points(spec, names, indices)
-
-    def _batches(self) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        device = self.noisy.backend.device
-        for start in range(0, len(self.inputs), self.spec.batch_size):
-            end = start + self.spec.batch_size
-            yield self.inputs[start:end].to(device), self.labels[start:end].to(device)
-
-    def evaluate_naive(self, point: SweepPoint) -> tuple[float, float]:
-        """(accuracy, mean loss) of one point with one full noisy forward per batch."""
-        self.noisy.set_noise(point_noise(point))
-        self.noisy.backend.reseed(point.seed(self.spec.seed))
-        correct, loss = 0.0, 0.0
-        with torch.no_grad():
-            for x, y in self._batches():
-                logits = self.noisy(x)
-                correct += (logits.argmax(dim=1) == y).sum().item()
-                loss += F.cross_entropy(logits, y, reduction="sum").item()
-        return correct / len(self.labels), loss / len(self.labels)
-
-    def evaluate_stacked(self, points: list[SweepPoint]) -> list[tuple[float, float]]:
-        """(accuracy, mean loss) of single-site points sharing one site, prefix computed once per batch."""
-        site = self.noisy.sites[points[0].site_index]
-        device = self.noisy.backend.device
-        draws = [GaussianBackend(device, p.seed(self.spec.seed)) for p in points]
-        calls = [SiteCall(site.index, site.name, site.kind, SiteNoise(p.sigma_add, p.sigma_mul)) for p in points]
-        correct = torch.zeros(len(points), dtype=torch.float64)
-        loss = torch.zeros(len(points), dtype=torch.float64)
-
-        def expand(clean: torch.Tensor) -> torch.Tensor:
-            return torch.cat([backend.perturb(clean, call) for backend, call in zip(draws, calls, strict=True)])
-
-        with torch.no_grad():
-            for x, y in self._batches():
-                logits = self.noisy.forward_with_site_hook(x, site.index, expand)
-                logits = logits.reshape(len(points), len(y), -1)
-                correct += (logits.argmax(dim=2) == y).sum(dim=1).double().cpu()
-                per_sample = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(points)), reduction="none")
-                loss += per_sample.reshape(len(points), len(y)).sum(dim=1).double().cpu()
-        count = len(self.labels)
-        return [(c / count, v / count) for c, v in zip(correct.tolist(), loss.tolist(), strict=True)]
-
-    def run(self, store: ResultStore, experiment: str, progress: ProgressCallback | None = None) -> int:
-        """Evaluate every point not yet in ``store``; record each as it finishes. Returns points run."""
-        return self.run_points(self.points, store, experiment, progress)
-
-    def run_points(self, points: list[SweepPoint], store: ResultStore, experiment: str,
-                   progress: ProgressCallback | None = None) -> int:
-        """Evaluate those of ``points`` not yet in ``store``, recording each. Returns points run."""
-        done = store.done(experiment)
-        pending = [p for p in points if p.key not in done]
-        if progress is not None and len(pending) < len(points):
-            progress(len(points) - len(pending))
-        ran = 0
-        for group in self._groups(pending):
-            started = time.perf_counter()
-            if len(group) == 1 or not self.spec.cached_prefix or group[0].site_index < 0:
-                outcomes = [self.evaluate_naive(p) for p in group]
-            else:
-                outcomes = self.evaluate_stacked(group)
-            seconds = (time.perf_counter() - started) / len(group)
-            for point, (accuracy, loss) in zip(group, outcomes, strict=True):
-                store.record(experiment, _result(self.spec, point, accuracy, loss, seconds))
-            ran += len(group)
-            if progress is not None:
-                progress(len(group))
-        return ran
-
-    def _chunk(self, point: SweepPoint, rows: int) -> int:
-        """How many draws of ``point``'s site to stack in one forward."""
-        if point.site_index < 0 or not self.spec.cached_prefix:
-            return 1
-        per_sample = max(1, self.noisy.sites[point.site_index].numel)
-        return max(1, min(MAX_STACKED_ROWS // rows, MAX_STACKED_ELEMENTS // (rows * per_sample)))
-
-    def _groups(self, pending: list[SweepPoint]) -> Iterable[list[SweepPoint]]:
-        """Chunks of points sharing a site, sized so a stacked forward stays under MAX_STACKED_ROWS."""
-        if not pending:
-            return
-        rows = min(self.spec.batch_size, len(self.labels))
-        group: list[SweepPoint] = []
-        for point in pending:
-            if group and (point.site_index != group[0].site_index or len(group) >= self._chunk(point, rows)):
-                yield group
-                group = []
-            group.append(point)
-        yield group
-
-
-def _result(spec: SweepSpec, point: SweepPoint, accuracy: float, loss: float, seconds: float) -> PointResult:
-    return PointResult(
-        key=point.key, accuracy=float(accuracy), loss=float(loss) if math.isfinite(loss) else None,
-        seed=point.seed(spec.seed), wall_time=seconds,
-        hil_version=__version__, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    )

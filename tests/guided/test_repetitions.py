@@ -16,10 +16,10 @@ from hil.evaluation_job import evaluate_checkpoint
 from hil.guided.compare import STRATEGIES, evaluate_repetitions
 from hil.guided.sensitivity import load_sensitivity
 from hil.noise import NoiseSpec
+from hil.studies.walk import walk_checkpoint
 from hil.training import train
 from hil.walking.grid import default_sigmas, parse_sigmas
 from hil.walking.sweep import SweepSpec
-from hil.walking.walk import walk_checkpoint
 
 GRID = parse_sigmas("log:0.1:100:10")
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from hil.config import TrainConfig
+from hil.studies.training_walk import walk_training
+from hil.studies.walk import walk_checkpoint
 from hil.training import train
 from hil.walking.grid import default_sigmas
 from hil.walking.sweep import SweepSpec
-from hil.walking.walk import walk_checkpoint, walk_training
 
 
 @pytest.mark.slow

@@ -15,11 +15,12 @@ from hil.config import TrainConfig
 from hil.errors import ConfigError
 from hil.models import create_model
 from hil.noisy_model import wrap
+from hil.studies.walk import InferenceWalk, walk_checkpoint
 from hil.training import train
 from hil.walking.grid import default_sigmas, parse_sigmas
+from hil.walking.report import load_report
 from hil.walking.store import ResultStore
-from hil.walking.sweep import InferenceSweep, SweepSpec, point_seed
-from hil.walking.walk import load_report, walk_checkpoint
+from hil.walking.sweep import SweepSpec, point_seed
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def lenet_and_data() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
 def test_cached_prefix_gives_the_same_accuracies_as_naive(lenet_and_data, noise: str) -> None:  # noqa: ANN001
     model, x, y = lenet_and_data
     spec = SweepSpec(noise=noise, sigmas=(0.0, 0.3, 1.0, 3.0), sites="all", repeats=2, batch_size=25)
-    sweep = InferenceSweep(wrap(model, "sim"), x, y, spec)
+    sweep = InferenceWalk(wrap(model, "sim"), x, y, spec)
     assert len(sweep.points) == 16 * 4 * 2
     for site_index in (0, 1, 5, 9, 15):
         group = [p for p in sweep.points if p.site_index == site_index]

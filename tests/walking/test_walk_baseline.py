@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from hil.config import TrainConfig
+from hil.studies.walk import walk_checkpoint
 from hil.training import train
 from hil.walking.adaptive import AdaptivePlan
 from hil.walking.store import ResultStore
 from hil.walking.sweep import SweepSpec
-from hil.walking.walk import walk_checkpoint
 
 BASELINE = json.loads((Path(__file__).parent / "data" / "walk_baseline_before_engine.json").read_text())
 

@@ -1,4 +1,4 @@
-"""Walking Noise runs: sweep into a resumable store, fit μ per site, write ``mu.json``.
+"""Walking Noise results: fit μ per site from a store, write ``mu.json``, read a walk folder back.
 
 Output folder layout::
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,10 @@ from typing import Any
 from hil.errors import ConfigError
 from hil.walking.fit import CurveFit, fit_midpoint, summarize_repeats
 from hil.walking.store import ResultStore
-from hil.walking.sweep import GLOBAL, SweepSpec
+from hil.walking.sweep import GLOBAL
 
 STORE_NAME = "results.sqlite"
 MU_NAME = "mu.json"
-ProgressFactory = Callable[[int], Callable[[int], None]]
 
 
 @dataclass(frozen=True)
@@ -62,7 +60,8 @@ class WalkReport:
         return {"experiment": self.experiment, "config": self.config, "sites": [s.to_dict() for s in self.sites]}
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """First 16 hex digits of the SHA-256 of a file (identifies the walked weights)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -70,75 +69,13 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _open_store(out: str | os.PathLike[str]) -> ResultStore:
+def open_store(out: str | os.PathLike[str]) -> ResultStore:
+    """The results store of walk folder ``out`` (created; a file in its place is an error)."""
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--out {folder} is a file; choose a directory")
     folder.mkdir(parents=True, exist_ok=True)
     return ResultStore(folder / STORE_NAME)
-
-
-def walk_checkpoint(checkpoint: str | os.PathLike[str], spec: SweepSpec, out: str | os.PathLike[str], *,
-                    data_dir: str | None = None, progress: ProgressFactory | None = None,
-                    adaptive: Any = None, write_summary: bool = True) -> WalkReport:
-    """Inference-only Walking Noise on a trained checkpoint; resumable through ``out``.
-
-    With ``adaptive`` (an `AdaptivePlan`) each site gets an adaptive σ design instead of the
-    fixed grid ``spec.sigmas``. ``write_summary=False`` leaves ``OUT/mu.json`` alone (studies that
-    keep many walks in one store).
-
-    Raises:
-        HilError: Bad checkpoint, sites or grid.
-    """
-    from hil.checkpoint import WEIGHTS, load_checkpoint
-    from hil.evaluation_job import load_checkpoint_data
-    from hil.noisy_model import wrap
-    from hil.walking.sweep import InferenceSweep
-
-    loaded = load_checkpoint(checkpoint)
-    data = load_checkpoint_data(loaded.metadata, data_dir)
-    sweep = InferenceSweep(wrap(loaded.model, "sim"), data.test_x, data.test_y, spec)
-    config = {"kind": "inference", "checkpoint": str(Path(checkpoint).resolve()),
-              "weights": _file_digest(Path(checkpoint) / WEIGHTS), "dataset": data.name,
-              "num_classes": data.num_classes, "test_samples": len(data.test_y), "sweep": spec.to_dict()}
-    if adaptive is not None:
-        if spec.noise == "mul" or spec.is_global:
-            raise ConfigError("--adaptive supports per-site add and mixed noise (log σ); drop --adaptive")
-        config["adaptive"] = adaptive.to_dict()
-    with _open_store(out) as store:
-        experiment = store.register_experiment(config, name=f"walk {Path(checkpoint).name}")
-        if adaptive is None:
-            sweep.run(store, experiment, progress(len(sweep.points)) if progress else None)
-        else:
-            from hil.walking.adaptive import AdaptiveWalk
-
-            walker = AdaptiveWalk(sweep, adaptive, data.num_classes, len(data.test_y))
-            for index in sorted({p.site_index for p in sweep.points}):
-                walker.run_site(index, store, experiment)
-        report = fit_experiment(store, experiment)
-    if write_summary:
-        write_mu(report, out)
-    return report
-
-
-def walk_training(base: Any, spec: SweepSpec, out: str | os.PathLike[str], *,
-                  progress: ProgressFactory | None = None) -> WalkReport:
-    """Noisy-training Walking Noise: one training per point; resumable through ``out``."""
-    from hil.walking.sweep_training import TrainingSweep
-
-    sweep = TrainingSweep(base, spec)
-    config = {"kind": "train", "train": base.to_dict(), "num_classes": None, "sweep": spec.to_dict()}
-    from hil.training import load_training_data
-
-    data = load_training_data(base)
-    config["num_classes"] = data.num_classes
-    config["test_samples"] = len(data.test_y)
-    with _open_store(out) as store:
-        experiment = store.register_experiment(config, name=f"walk-train {base.model}")
-        sweep.run(store, experiment, progress(len(sweep.points)) if progress else None)
-        report = fit_experiment(store, experiment)
-    write_mu(report, out)
-    return report
 
 
 def fit_experiment(store: ResultStore, experiment: str) -> WalkReport:

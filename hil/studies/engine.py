@@ -1,0 +1,133 @@
+"""The study engine: a study is independent points, a function that evaluates them, and the store.
+
+A *study* (a walk, a train-per-point walk, a hardening study) lists its points, groups pending
+points into units of work (a unit is evaluated in one call: for a backend that forks noise
+streams, all draws of one site in one stacked forward), evaluates a unit, and turns an outcome
+into a stored row. An *executor* runs the units — in this process (`LocalExecutor`), or elsewhere
+— and hands every outcome back to the one process that writes the results store. Every point
+carries its own seed, so the same seeds give the same stored numbers whatever the executor and
+the order in which the units run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from hil.errors import ConfigError
+from hil.walking.store import PointKey, PointResult, ResultStore
+
+Point = TypeVar("Point")
+ProgressCallback = Callable[[int], None]
+"""Called with the number of points just finished (or found already stored)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What evaluating one point measured.
+
+    Attributes:
+        accuracy: Test accuracy in [0, 1].
+        loss: Mean test loss, or None when the study does not track it.
+        seconds: Wall time spent on the point (a unit's time shared among its points).
+    """
+
+    accuracy: float
+    loss: float | None
+    seconds: float
+
+
+class Study(Protocol[Point]):
+    """What the engine needs from a study."""
+
+    def key(self, point: Point) -> PointKey:
+        """The point's results-store key."""
+        ...
+
+    def units(self, pending: Sequence[Point]) -> Iterable[list[Point]]:
+        """Pending points grouped into units of work, each evaluated in one `evaluate` call."""
+        ...
+
+    def evaluate(self, unit: list[Point]) -> list[Outcome]:
+        """Evaluate one unit; one outcome per point, in order."""
+        ...
+
+    def result(self, point: Point, outcome: Outcome) -> PointResult:
+        """The stored row of a point."""
+        ...
+
+
+class Executor(Protocol):
+    """Runs units of work and yields each with its outcomes, in any order."""
+
+    name: str
+
+    def map(self, evaluate: Callable[[list[Point]], list[Outcome]],
+            units: Iterable[list[Point]]) -> Iterator[tuple[list[Point], list[Outcome]]]:
+        """Evaluate every unit; yield ``(unit, outcomes)`` as each finishes."""
+        ...
+
+
+class LocalExecutor:
+    """Runs the units one after the other in this process."""
+
+    name = "local"
+
+    def map(self, evaluate: Callable[[list[Point]], list[Outcome]],
+            units: Iterable[list[Point]]) -> Iterator[tuple[list[Point], list[Outcome]]]:
+        """Evaluate the units in order, yielding each as it finishes."""
+        for unit in units:
+            yield unit, evaluate(unit)
+
+
+EXECUTORS: dict[str, Callable[[], Executor]] = {"local": LocalExecutor}
+"""Executor name → factory. ``local`` is built in; the scale-out work adds ``ray``."""
+
+
+def get_executor(name: str | Executor | None) -> Executor:
+    """The executor called ``name`` (None → ``local``), or ``name`` itself when it is one.
+
+    Raises:
+        ConfigError: Unknown executor name.
+    """
+    if name is None:
+        return LocalExecutor()
+    if not isinstance(name, str):
+        return name
+    factory = EXECUTORS.get(name)
+    if factory is None:
+        raise ConfigError(f"unknown executor {name!r}; choose one of: {', '.join(sorted(EXECUTORS))}")
+    return factory()
+
+
+@dataclass
+class StudyRun(Generic[Point]):
+    """Runs the points of one study into one experiment of a results store."""
+
+    study: Study[Point]
+    store: ResultStore
+    experiment: str
+    executor: Executor | None = None
+    progress: ProgressCallback | None = None
+
+    def run(self, points: Sequence[Point]) -> int:
+        """Evaluate those of ``points`` not yet stored, recording each unit as it comes back.
+
+        Returns:
+            How many points were evaluated (already stored ones are skipped).
+        """
+        done = self.store.done(self.experiment)
+        pending = [p for p in points if self.study.key(p) not in done]
+        if self.progress is not None and len(pending) < len(points):
+            self.progress(len(points) - len(pending))
+        ran = 0
+        for unit, outcomes in get_executor(self.executor).map(self.study.evaluate, self.study.units(pending)):
+            if len(outcomes) != len(unit):
+                raise ConfigError(f"a study returned {len(outcomes)} outcomes for {len(unit)} points")
+            for point, outcome in zip(unit, outcomes, strict=True):
+                self.store.record(self.experiment, self.study.result(point, outcome))
+            ran += len(unit)
+            if self.progress is not None:
+                self.progress(len(unit))
+        return ran

@@ -1,0 +1,103 @@
+"""Noisy-training Walking Noise as a study: train a fresh network per (site, σ, repeat), then test it.
+
+This is the flavour of the paper's main Walking Noise results. Each point is one training run
+(seeded from the point) on the base configuration's backend, evaluated under the noise it was
+trained with.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from hil.config import TrainConfig
+from hil.noise import find_site
+from hil.studies.engine import Executor, Outcome, ProgressCallback, StudyRun
+from hil.studies.walk import point_result
+from hil.walking.store import PointKey, PointResult, ResultStore
+from hil.walking.sweep import SweepPoint, SweepSpec, point_noise, sweep_points
+
+if TYPE_CHECKING:
+    from hil.walking.report import WalkReport
+
+
+class TrainingWalk:
+    """Train-per-point walk (a `Study` of `SweepPoint`; each unit is one point).
+
+    Args:
+        base: Training settings (model, dataset, epochs, backend, ...); its noise is replaced per point.
+        spec: The sweep (σ grid, sites, repeats, seed).
+    """
+
+    def __init__(self, base: TrainConfig, spec: SweepSpec) -> None:
+        from hil.models import create_model
+        from hil.noisy_model import wrap
+        from hil.training import load_training_data
+
+        self.base = base
+        self.spec = spec
+        data = load_training_data(base)
+        self.num_classes = data.num_classes
+        self.test_samples = len(data.test_y)
+        model = create_model(base.model, bn=base.bn, input_shape=data.input_shape, num_classes=data.num_classes)
+        self.sites = wrap(model, "sim").sites
+        names = [s.name for s in self.sites]
+        if spec.is_global or spec.sites == "all":
+            indices = list(range(len(names)))
+        else:
+            indices = [find_site(self.sites, selector) for selector in spec.sites]
+        self.points = sweep_points(spec, names, indices)
+
+    def key(self, point: SweepPoint) -> PointKey:
+        """The results-store key of ``point``."""
+        return point.key
+
+    def result(self, point: SweepPoint, outcome: Outcome) -> PointResult:
+        """The stored row of ``point``."""
+        return point_result(self.spec, point, outcome)
+
+    def units(self, pending: Sequence[SweepPoint]) -> Iterable[list[SweepPoint]]:
+        """One point per unit: every point is a training of its own."""
+        return ([p] for p in pending)
+
+    def evaluate(self, unit: list[SweepPoint]) -> list[Outcome]:
+        """Train with each point's noise and return its noisy test accuracy (loss not tracked)."""
+        from hil.evaluation_job import evaluate_checkpoint
+        from hil.training import train
+
+        outcomes = []
+        for point in unit:
+            started = time.perf_counter()
+            seed = point.seed(self.spec.seed) % (2**31)
+            config = replace(self.base, noise=point_noise(point), seed=seed)
+            with tempfile.TemporaryDirectory(prefix="hil-walk-") as folder:
+                train(config, folder, keep_epochs=False, overwrite=True)
+                report = evaluate_checkpoint(folder, self.base.backend, point_noise(point), seed=seed)
+            outcomes.append(Outcome(report.result.mean, None, time.perf_counter() - started))
+        return outcomes
+
+    def run(self, store: ResultStore, experiment: str, progress: ProgressCallback | None = None,
+            executor: Executor | None = None) -> int:
+        """Run every point not yet in ``store``; record each as it finishes. Returns points run."""
+        return StudyRun(self, store, experiment, executor, progress).run(self.points)
+
+
+def walk_training(base: TrainConfig, spec: SweepSpec, out: str | os.PathLike[str], *,
+                  progress: Any = None, executor: Executor | str | None = None) -> WalkReport:
+    """Noisy-training Walking Noise: one training per point; resumable through ``out``."""
+    from hil.studies.engine import get_executor
+    from hil.walking.report import fit_experiment, open_store, write_mu
+
+    walk = TrainingWalk(base, spec)
+    config = {"kind": "train", "train": base.to_dict(), "num_classes": walk.num_classes,
+              "test_samples": walk.test_samples, "sweep": spec.to_dict()}
+    with open_store(out) as store:
+        experiment = store.register_experiment(config, name=f"walk-train {base.model}")
+        walk.run(store, experiment, progress(len(walk.points)) if progress else None, get_executor(executor))
+        report = fit_experiment(store, experiment)
+    write_mu(report, out)
+    return report
