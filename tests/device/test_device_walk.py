@@ -45,7 +45,8 @@ def walk(checkpoint: Path, backend: str, out: Path, *extra: str) -> dict:
 def points(out: Path) -> list[tuple]:
     with ResultStore(out / "results.sqlite") as store:
         experiment = str(store.experiments()[-1]["id"])
-        return sorted((r.key.site, r.key.sigma_add, r.key.repeat, r.accuracy, r.seed) for r in store.results(experiment))
+        rows = store.results(experiment)
+    return sorted((r.key.site, r.key.sigma_add, r.key.repeat, r.accuracy, r.seed) for r in rows)
 
 
 def test_a_walk_runs_through_the_device_and_reports(checkpoint: Path, device: str, tmp_path: Path) -> None:
