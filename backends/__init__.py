@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hil.backends.spec import VALID_FORMS, BackendSpec, parse_backend_spec
+from hil.backends.spec import VALID_FORMS, BackendOption, BackendSpec, declare_options, parse_backend_spec
 from hil.errors import UnknownNameError
 from hil.registry import Registry
 
 if TYPE_CHECKING:
-    from backends.base import Backend
+    from hil.backends.base import Backend
 
 BACKENDS: Registry[Any] = Registry(
     "backend",
@@ -27,9 +27,20 @@ BACKENDS: Registry[Any] = Registry(
 """Backend name → factory ``(BackendSpec) -> Backend``."""
 
 
-def register_backend(name: str):  # noqa: ANN201 - decorator
-    """Register a backend factory ``(BackendSpec) -> Backend`` under ``name``."""
-    return BACKENDS.register(name)
+def register_backend(name: str, options: tuple[BackendOption, ...] | None = None):  # noqa: ANN201 - decorator
+    """Register a backend factory ``(BackendSpec) -> Backend`` under ``name``.
+
+    ``options`` declares the ``#key=value`` options its specs take (default: ``seed`` only).
+    """
+    decorate = BACKENDS.register(name)
+
+    def register(factory: Any) -> Any:
+        result = decorate(factory)
+        if options is not None:
+            declare_options(name, options)
+        return result
+
+    return register
 
 
 def backend_names() -> list[str]:
@@ -54,5 +65,5 @@ def get_backend(spec: str | BackendSpec) -> Backend:
     return BACKENDS.get(parsed.name)(parsed)
 
 
-__all__ = ["BACKENDS", "BackendSpec", "backend_names", "get_backend", "parse_backend_spec",
+__all__ = ["BACKENDS", "BackendOption", "BackendSpec", "backend_names", "get_backend", "parse_backend_spec",
            "register_backend"]

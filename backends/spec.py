@@ -1,26 +1,112 @@
-"""The one parser for backend spec strings (torch-free).
+"""The one grammar of backend spec strings, parsed once into a typed `BackendSpec` (torch-free).
 
-Grammar: ``NAME[:ADDRESS][:KEY=VALUE[,KEY=VALUE...]]``
+Grammar: ``NAME[:ADDRESS][#KEY=VALUE[;KEY=VALUE...]]``. Each backend declares its options
+(`BACKEND_OPTIONS`, or ``register_backend(name, options=...)``); values are converted and checked
+here, and an unknown option is an error listing the valid ones.
 
-=====================  ==========================================================
-``sim``                reference Gaussian emulator on the CPU, seed 0
-``sim:seed=3``         same, seed 3
-``gpu``                same noise model on ``cuda`` (current CUDA device)
-``gpu:cuda:1``         on CUDA device 1; ``gpu:cuda:1:seed=3`` with seed 3
-``device:ADDRESS``     analog tile device: serial:PATH, tcp:HOST:PORT, replay:FILE, NAME:ADDR
-=====================  ==========================================================
+=====================================  ====================================================
+``sim``, ``sim#seed=3``                reference Gaussian emulator on the CPU (seed 0, 3)
+``gpu``, ``gpu:cuda:1#seed=3``         same noise model on CUDA (current device, device 1)
+``device:ADDRESS[#OPTIONS]``           analog tile device: serial:PATH, tcp:HOST:PORT, visa:RESOURCE,
+                                       replay:FILE, NAME:ADDR; options record, layers, timeout,
+                                       calibration, visa_library, seed
+=====================================  ====================================================
+
+The earlier spelling with options after a colon (``sim:seed=3``, ``gpu:cuda:1:seed=3``) still
+parses for every backend but ``device``, whose addresses may hold ``=`` and ``,``.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 from hil.errors import ConfigError
 
-VALID_FORMS = "sim, sim:seed=3, gpu, gpu:cuda:1, gpu:cuda:1:seed=3, device:<address>"
+VALID_FORMS = "sim, sim:seed=3 (or sim#seed=3), gpu, gpu:cuda:1, gpu:cuda:1#seed=3, device:<address>[#key=value;…]"
 _GPU_ADDRESS = re.compile(r"cuda(:\d+)?")
-_OPTIONS = {"sim": {"seed"}, "gpu": {"seed"}}
+_NAME = re.compile(r"[a-z][a-z0-9_-]*")
+
+
+@dataclass(frozen=True)
+class BackendOption:
+    """One option a backend takes.
+
+    Attributes:
+        name: The key in the spec (``seed``).
+        convert: Turns the text value into the typed value; raises ConfigError with the fix.
+        help: What it does (shown in errors and docs).
+    """
+
+    name: str
+    convert: Callable[[str], Any]
+    help: str
+
+
+def _integer(minimum: int) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError(f"must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise ConfigError(f"must be ≥ {minimum}, got {value}")
+        return value
+
+    return convert
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"must be a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError("must be > 0 seconds")
+    return value
+
+
+def _text(text: str) -> str:
+    if not text:
+        raise ConfigError("is empty")
+    return text
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(item.strip() for item in text.split(",") if item.strip())
+    if not names:
+        raise ConfigError("is empty; name sites such as 1:fc1,3:fc2 (hil sites --model …)")
+    return names
+
+
+SEED = BackendOption("seed", _integer(0), "seed of the backend's noise generator")
+BACKEND_OPTIONS: dict[str, tuple[BackendOption, ...]] = {
+    "sim": (SEED,),
+    "gpu": (SEED,),
+    "device": (
+        SEED,
+        BackendOption("record", _text, "write every exchange to this recording file (serial:, tcp:)"),
+        BackendOption("layers", _names, "only these Linear/Conv sites run on the device"),
+        BackendOption("timeout", _seconds, "seconds to wait for each reply"),
+        BackendOption("calibration", _text, "calibration profile whose gain/offset correct the outputs"),
+        BackendOption("visa_library", _text, "pyvisa library for visa: (@py, or FILE.yaml@sim)"),
+    ),
+}
+"""Backend name → the options it takes. Backends registered without a declaration take ``seed``."""
+
+
+def declare_options(name: str, options: tuple[BackendOption, ...]) -> None:
+    """Declare the options of backend ``name`` (called by ``register_backend(name, options=...)``)."""
+    BACKEND_OPTIONS[name] = options
+
+
+def options_of(name: str) -> dict[str, BackendOption]:
+    """The options backend ``name`` takes, by key."""
+    return {option.name: option for option in BACKEND_OPTIONS.get(name, (SEED,))}
 
 
 @dataclass(frozen=True)
@@ -29,68 +115,112 @@ class BackendSpec:
 
     Attributes:
         name: Registry name of the backend (``sim``, ``gpu``, ``device``, or a user's).
-        address: Where it runs (``cuda:1``, a serial port, ...), or None for the default.
-        seed: Seed of the backend's noise generator.
-        text: The original spec string.
+        address: Where it runs (``cuda:1``, ``serial:/dev/ttyUSB0``, ...), or None for the default.
+        options: Typed option values given in the spec (read-only).
+        text: The spec string as given (stripped).
     """
 
     name: str
     address: str | None = None
-    seed: int = 0
+    options: Mapping[str, Any] = field(default_factory=dict)
     text: str = ""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
 
-def parse_backend_spec(text: str) -> BackendSpec:
-    """Parse a backend spec string.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BackendSpec):
+            return NotImplemented
+        return (self.name, self.address, dict(self.options), self.text) == (
+            other.name, other.address, dict(other.options), other.text)
 
-    Raises:
-        ConfigError: Malformed spec; the message lists the valid forms.
-    """
-    if not isinstance(text, str):
-        raise ConfigError(f"backend spec must be a string, got {text!r}; valid forms: {VALID_FORMS}")
-    raw = text.strip()
-    name, _, rest = raw.partition(":")
-    if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
-        raise ConfigError(f"bad backend spec {text!r}; valid forms: {VALID_FORMS}")
-    if name == "device":
-        # The address grammar (serial, VISA resource strings with '::', TCP) belongs to the
-        # device backend; keep it verbatim.
-        if not rest:
-            raise ConfigError(f"backend spec {text!r} needs an address, e.g. device:serial:/dev/ttyUSB0")
-        return BackendSpec(name="device", address=rest, text=raw)
-    parts = [p for p in rest.split(":")] if rest else []
+    def __hash__(self) -> int:
+        return hash((self.name, self.address, tuple(sorted(self.options.items())), self.text))
+
+    @property
+    def seed(self) -> int:
+        """Seed of the backend's noise generator (``#seed=``, default 0)."""
+        return int(self.options.get("seed", 0))
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """The typed value of option ``key``, or ``default`` when the spec does not give it."""
+        return self.options.get(key, default)
+
+    def with_option(self, key: str, value: str, flag: str) -> BackendSpec:
+        """This spec with option ``key`` set from a command-line ``flag`` (refused when the spec has it)."""
+        if key in self.options:
+            raise ConfigError(f"give {key} once: either {flag} or #{key}= in the backend spec")
+        allowed = options_of(self.name)
+        if key not in allowed:
+            raise ConfigError(f"{flag} needs a device backend (--backend device:…) or another that takes {key}=; "
+                              f"{self.name!r} does not")
+        converted = _convert(allowed[key], value, flag)
+        text = f"{self.text}{';' if '#' in self.text else '#'}{key}={value}"
+        return BackendSpec(self.name, self.address, {**self.options, key: converted}, text)
+
+
+def _convert(option: BackendOption, value: str, where: str) -> Any:
+    try:
+        return option.convert(value)
+    except ConfigError as error:
+        raise ConfigError(f"{option.name} {error} in {where}") from None
+
+
+def _options(name: str, items: list[str], text: str) -> dict[str, Any]:
+    allowed = options_of(name)
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key or not value:
+            raise ConfigError(f"bad option {item!r} in backend spec {text!r}; use KEY=VALUE")
+        if key not in allowed:
+            raise ConfigError(f"bad {name} option {item!r}: backend {name!r} has no option {key}; "
+                              f"valid: {', '.join(sorted(allowed))}")
+        if key in parsed:
+            raise ConfigError(f"option {key} is given twice in backend spec {text!r}")
+        parsed[key] = _convert(allowed[key], value, f"backend spec {text!r}")
+    return parsed
+
+
+def _legacy_split(name: str, rest: str, text: str) -> tuple[str | None, list[str]]:
+    """Address and option items of the colon spelling ``NAME[:ADDRESS][:KEY=VALUE[,KEY=VALUE]]``."""
     address_parts: list[str] = []
-    options: dict[str, str] = {}
-    for part in parts:
+    items: list[str] = []
+    for part in rest.split(":") if rest else []:
         if "=" in part:
-            for item in part.split(","):
-                key, eq, value = item.partition("=")
-                if not eq or not key or not value:
-                    raise ConfigError(f"bad option {item!r} in backend spec {text!r}; use KEY=VALUE")
-                options[key] = value
-        elif options:
+            items.extend(part.split(","))
+        elif items:
             raise ConfigError(f"bad backend spec {text!r}: options (KEY=VALUE) must come last")
         elif part:
             address_parts.append(part)
         else:
             raise ConfigError(f"bad backend spec {text!r}: empty field; valid forms: {VALID_FORMS}")
-    address = ":".join(address_parts) or None
-    allowed = _OPTIONS.get(name, {"seed"})
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"backend {name!r} has no option {', '.join(unknown)}; valid: {', '.join(sorted(allowed))}"
-        )
+    return ":".join(address_parts) or None, items
+
+
+def parse_backend_spec(text: str) -> BackendSpec:
+    """Parse a backend spec string (see the module docstring for the grammar).
+
+    Raises:
+        ConfigError: Malformed spec, unknown or bad option; the message names the valid forms.
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"backend spec must be a string, got {text!r}; valid forms: {VALID_FORMS}")
+    raw = text.strip()
+    head, hashed, option_text = raw.partition("#")
+    name, _, rest = head.partition(":")
+    if not _NAME.fullmatch(name):
+        raise ConfigError(f"bad backend spec {text!r}; valid forms: {VALID_FORMS}")
+    items = [item for item in option_text.split(";") if item] if hashed else []
+    if name != "device":
+        address, legacy = _legacy_split(name, rest, text)
+        items = legacy + items
+    else:
+        address = rest or None
+    if name == "device" and address is None:
+        raise ConfigError(f"backend spec {text!r} needs an address, e.g. device:serial:/dev/ttyUSB0")
     if name == "sim" and address is not None:
-        raise ConfigError(f"backend 'sim' takes no address, got {address!r}; e.g. sim or sim:seed=3")
+        raise ConfigError(f"backend 'sim' takes no address, got {address!r}; e.g. sim, sim#seed=3 or sim:seed=3")
     if name == "gpu" and address is not None and not _GPU_ADDRESS.fullmatch(address):
         raise ConfigError(f"bad gpu device {address!r}; use gpu, gpu:cuda or gpu:cuda:1")
-    seed = 0
-    if "seed" in options:
-        try:
-            seed = int(options["seed"])
-        except ValueError:
-            raise ConfigError(f"seed must be an integer in backend spec {text!r}") from None
-        if seed < 0:
-            raise ConfigError(f"seed must be ≥ 0 in backend spec {text!r}")
-    return BackendSpec(name=name, address=address, seed=seed, text=raw)
+    return BackendSpec(name=name, address=address, options=_options(name, items, text), text=raw)

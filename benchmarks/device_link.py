@@ -23,9 +23,9 @@ import numpy as np
 
 from hil.backends.device.backend import DeviceBackend
 from hil.backends.device.driver import AmvmDriver
+from hil.backends.device.emulator import EmulatorProcess
 from hil.backends.device.protocol import RunReply
 from hil.backends.device.scpi import ScpiDriver
-from hil.backends.device.server import EmulatorProcess
 from hil.backends.device.transport import SerialTransport
 from hil.checkpoint import load_checkpoint
 from hil.config import TrainConfig

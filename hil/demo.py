@@ -52,7 +52,7 @@ def run_demo(out: str | os.PathLike[str], settings: DemoSettings = DemoSettings(
     Raises:
         HilError: A step failed; the message says which.
     """
-    from hil.backends.device.server import EmulatorProcess
+    from hil.backends.device.emulator import EmulatorProcess
     from hil.calibration.design import CalibrationDesign
     from hil.calibration.job import calibrate
     from hil.calibration.profile import write_profile

@@ -39,3 +39,15 @@ class CheckpointError(HilError, OSError):
 
 class ModelError(HilError, ValueError):
     """A model cannot be built for the requested input shape or options."""
+
+
+class DeviceError(HilError):
+    """The device cannot be reached, stopped answering, or answered something unusable."""
+
+
+class FrameError(HilError):
+    """A received AMVM/1 frame is malformed (bad COBS, CRC, length or version)."""
+
+
+class StoreError(HilError):
+    """A results store cannot be opened, read or written (wrong file, newer schema, locked, unknown experiment)."""

@@ -18,7 +18,6 @@ Mapping of y = W x (W: out × in) onto tiles of R rows × C columns:
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -229,18 +228,6 @@ class DeviceBackend:
         return averaged, saturated
 
 
-def _split_options(address: str) -> tuple[str, dict[str, str]]:
-    base, _, options = address.partition("#")
-    parsed = {}
-    for item in filter(None, options.split(";")):
-        key, eq, value = item.partition("=")
-        if not eq or key not in ("record", "layers", "timeout", "visa_library", "calibration"):
-            raise ConfigError(f"bad device option {item!r}; valid: record=FILE, layers=SITE[,SITE], "
-                              f"timeout=SECONDS, calibration=PROFILE, visa_library=@py|FILE.yaml@sim")
-        parsed[key] = value
-    return base, parsed
-
-
 def open_driver(address: str, timeout: float = 2.0, record: str | None = None,
                 library: str | None = None) -> Driver:
     """A driver for ``serial:…``, ``tcp:…``, ``visa:…``, ``replay:…`` or ``NAME:…`` (``hil.drivers``).
@@ -270,24 +257,20 @@ def open_driver(address: str, timeout: float = 2.0, record: str | None = None,
 
 def create_device_backend(spec: BackendSpec) -> DeviceBackend:
     """Registry factory for ``device:TRANSPORT:ADDRESS[#record=FILE;layers=1:fc1,3:fc2;timeout=2;calibration=P]``."""
-    address, options = _split_options(spec.address or "")
-    try:
-        timeout = float(options.get("timeout", 2.0))
-    except ValueError:
-        raise ConfigError(f"device timeout must be a number of seconds, got {options['timeout']!r}") from None
-    if not (math.isfinite(timeout) and timeout > 0):
-        raise ConfigError("device timeout must be > 0 seconds")
-    layers = frozenset(s.strip() for s in options["layers"].split(",")) if "layers" in options else None
-    if "record" in options and address.startswith("visa:"):
+    address = spec.address or ""
+    layers = spec.option("layers")
+    record = spec.option("record")
+    if record is not None and address.startswith("visa:"):
         raise ConfigError("record= works on serial: and tcp: links; the visa: framing is not recorded")
     correction = None
-    if "calibration" in options:
+    if spec.option("calibration") is not None:
         from hil.calibration.profile import read_profile
 
-        correction = read_profile(options["calibration"]).correction()
-    driver = open_driver(address, timeout=timeout, record=options.get("record"), library=options.get("visa_library"))
+        correction = read_profile(spec.option("calibration")).correction()
+    driver = open_driver(address, timeout=spec.option("timeout", 2.0), record=record,
+                         library=spec.option("visa_library"))
     try:
-        return DeviceBackend(driver, spec.seed, layers, correction)
+        return DeviceBackend(driver, spec.seed, None if layers is None else frozenset(layers), correction)
     except BaseException:
         driver.close()
         raise

@@ -15,7 +15,7 @@ from enum import IntEnum
 import crc32c
 from cobs import cobs
 
-from hil.errors import HilError
+from hil.errors import FrameError
 
 VERSION = 1
 HEADER = struct.Struct("<BBHBBhI")
@@ -32,8 +32,6 @@ class FrameType(IntEnum):
     ERROR = 3
 
 
-class FrameError(HilError):
-    """A frame that cannot be trusted (corrupt, truncated, wrong version)."""
 
 
 @dataclass(frozen=True)

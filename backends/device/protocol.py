@@ -151,3 +151,9 @@ class RunReply:
         (cols,) = struct.unpack_from("<H", body, offset)
         codes = unpack_codes(body[offset + 2:], (repeats, batch, cols))
         return cls(codes, saturated, temperature, timestamp)
+
+
+def ieee_block(data: bytes) -> bytes:
+    """``#<n><len><data>`` (IEEE-488.2 definite-length arbitrary block, the SCPI framing's binary payload)."""
+    length = str(len(data)).encode()
+    return b"#" + str(len(length)).encode() + length + data

@@ -16,11 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from hil.errors import ConfigError, HilError
-
-
-class DeviceError(HilError):
-    """The device or its link failed (no answer, refused, protocol violation)."""
+from hil.errors import ConfigError, DeviceError
 
 
 @runtime_checkable

@@ -209,6 +209,44 @@ class RepetitionReport:
                 "paired_differences": [d.to_dict() for d in self.differences]}
 
 
+@dataclass(frozen=True)
+class RepetitionRequest:
+    """Which strategies to evaluate, at what budget, guided by which walk, over how many draws."""
+
+    strategies: tuple[str, ...]
+    budget: int
+    walk: Path | None
+    repeats: int
+
+
+def repetition_request(*, guided: Path | None = None, uniform: int | None = None, compare: Path | None = None,
+                       budget: int | None = None, allocator: str = "greedy",
+                       repeats: int | None = None) -> RepetitionRequest:
+    """The request behind ``--guided-reps WALK`` / ``--uniform-reps R`` / ``--compare-reps WALK`` (one of them).
+
+    Raises:
+        ConfigError: Unknown allocator, a missing or contradictory budget, too few draws to compare.
+    """
+    if allocator not in ALLOCATORS:
+        raise ConfigError(f"--allocator must be one of {', '.join(ALLOCATORS)}, got {allocator!r}")
+    walk: Path | None
+    if uniform is not None:
+        if budget is not None and budget != uniform:
+            raise ConfigError("--uniform-reps is itself the budget; drop --budget")
+        strategies: tuple[str, ...] = ("uniform",)
+        budget, walk = uniform, None
+    else:
+        if budget is None:
+            raise ConfigError("--budget is required: executions per noisy site on average, e.g. --budget 3")
+        walk = guided or compare
+        strategies = STRATEGIES if compare is not None else (ALLOCATORS[allocator],)
+    if repeats is None:
+        repeats = 5 if compare is not None else 1
+    if compare is not None and repeats < 2:
+        raise ConfigError("a paired comparison needs --repeats ≥ 2 (5 or more recommended)")
+    return RepetitionRequest(strategies, budget, walk, repeats)
+
+
 def _noise_kind(noise: NoiseSpec) -> str:
     if noise.sigma_add and noise.sigma_mul:
         raise ConfigError("guided repetitions use one noise kind: give --sigma-add or --sigma-mul, not both")

@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from hil._version import __version__
-from hil.errors import ConfigError, HilError
+from hil.errors import ConfigError, StoreError
 from hil.noise import check_sigma
 
 SCHEMA_VERSION = 1
@@ -107,8 +107,6 @@ CREATE TABLE points (
 _POINT_FIELDS = "site, sigma_add, sigma_mul, repeat, accuracy, loss, seed, wall_time, hil_version, created"
 
 
-class StoreError(HilError):
-    """A results store cannot be opened, read or written (wrong file, newer schema, locked, unknown experiment)."""
 
 
 def utc_now() -> str:

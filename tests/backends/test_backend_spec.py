@@ -13,20 +13,28 @@ from hil.errors import BackendUnavailableError, ConfigError, UnknownNameError
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("sim", BackendSpec("sim", None, 0, "sim")),
-        ("sim:seed=3", BackendSpec("sim", None, 3, "sim:seed=3")),
-        (" sim:seed=12 ", BackendSpec("sim", None, 12, "sim:seed=12")),
-        ("gpu", BackendSpec("gpu", None, 0, "gpu")),
-        ("gpu:cuda", BackendSpec("gpu", "cuda", 0, "gpu:cuda")),
-        ("gpu:cuda:1", BackendSpec("gpu", "cuda:1", 0, "gpu:cuda:1")),
-        ("gpu:cuda:1:seed=5", BackendSpec("gpu", "cuda:1", 5, "gpu:cuda:1:seed=5")),
-        ("device:serial:/dev/ttyUSB0", BackendSpec("device", "serial:/dev/ttyUSB0", 0, "device:serial:/dev/ttyUSB0")),
+        ("sim", BackendSpec("sim", None, {}, "sim")),
+        ("sim#seed=3", BackendSpec("sim", None, {"seed": 3}, "sim#seed=3")),
+        ("sim:seed=3", BackendSpec("sim", None, {"seed": 3}, "sim:seed=3")),  # the earlier spelling
+        (" sim:seed=12 ", BackendSpec("sim", None, {"seed": 12}, "sim:seed=12")),
+        ("gpu", BackendSpec("gpu", None, {}, "gpu")),
+        ("gpu:cuda", BackendSpec("gpu", "cuda", {}, "gpu:cuda")),
+        ("gpu:cuda:1", BackendSpec("gpu", "cuda:1", {}, "gpu:cuda:1")),
+        ("gpu:cuda:1#seed=5", BackendSpec("gpu", "cuda:1", {"seed": 5}, "gpu:cuda:1#seed=5")),
+        ("gpu:cuda:1:seed=5", BackendSpec("gpu", "cuda:1", {"seed": 5}, "gpu:cuda:1:seed=5")),
+        ("device:serial:/dev/ttyUSB0", BackendSpec("device", "serial:/dev/ttyUSB0", {}, "device:serial:/dev/ttyUSB0")),
         ("device:visa:TCPIP0::10.0.0.5::5025::SOCKET",
-         BackendSpec("device", "visa:TCPIP0::10.0.0.5::5025::SOCKET", 0, "device:visa:TCPIP0::10.0.0.5::5025::SOCKET")),
+         BackendSpec("device", "visa:TCPIP0::10.0.0.5::5025::SOCKET", {},
+                     "device:visa:TCPIP0::10.0.0.5::5025::SOCKET")),
+        ("device:tcp:127.0.0.1:5025#layers=1:fc1, 3:fc2;timeout=0.5;seed=2",
+         BackendSpec("device", "tcp:127.0.0.1:5025", {"layers": ("1:fc1", "3:fc2"), "timeout": 0.5, "seed": 2},
+                     "device:tcp:127.0.0.1:5025#layers=1:fc1, 3:fc2;timeout=0.5;seed=2")),
+        ("device:replay:a=b.hilrec", BackendSpec("device", "replay:a=b.hilrec", {}, "device:replay:a=b.hilrec")),
     ],
 )
 def test_valid_specs(text: str, expected: BackendSpec) -> None:
     assert parse_backend_spec(text) == expected
+    assert parse_backend_spec(text).seed == expected.option("seed", 0)
 
 
 @pytest.mark.parametrize(
@@ -45,6 +53,13 @@ def test_valid_specs(text: str, expected: BackendSpec) -> None:
         ("gpu:seed=1:cuda", "options \\(KEY=VALUE\\) must come last"),
         ("gpu::1", "empty field"),
         ("device", "needs an address"),
+        ("sim#speed=1", "backend 'sim' has no option speed; valid: seed"),
+        ("sim#seed=1;seed=2", "option seed is given twice"),
+        ("device:serial:/dev/x#speed=9", "bad device option 'speed=9': backend 'device' has no option speed; "
+                                         "valid: calibration, layers, record, seed, timeout, visa_library"),
+        ("device:serial:/dev/x#timeout=0", "timeout must be > 0 seconds"),
+        ("device:serial:/dev/x#timeout=soon", "timeout must be a number of seconds"),
+        ("device:serial:/dev/x#layers=,", "layers is empty"),
     ],
 )
 def test_invalid_specs(text: str, message: str) -> None:
@@ -88,3 +103,29 @@ def test_register_backend_and_duplicates() -> None:
             register_backend("sim")(create)
     finally:
         BACKENDS._loaded.pop("test-echo", None)
+
+
+def test_a_flag_adds_an_option_once() -> None:
+    spec = parse_backend_spec("device:serial:/dev/x#timeout=1")
+    added = spec.with_option("layers", "1:fc1,3:fc2", "--device-layers")
+    assert added.option("layers") == ("1:fc1", "3:fc2") and added.option("timeout") == 1.0
+    assert parse_backend_spec(added.text) == added
+    with pytest.raises(ConfigError, match="give layers once: either --device-layers or #layers="):
+        added.with_option("layers", "1:fc1", "--device-layers")
+    with pytest.raises(ConfigError, match="--device-layers needs a device backend"):
+        parse_backend_spec("sim").with_option("layers", "1:fc1", "--device-layers")
+
+
+def test_a_registered_backend_declares_its_options() -> None:
+    from hil.backends import BackendOption
+
+    @register_backend("test-opts", options=(BackendOption("gain", float, "a gain"),))
+    def create(spec: BackendSpec) -> object:
+        return spec.option("gain")
+
+    try:
+        assert get_backend("test-opts#gain=2.5") == 2.5
+        with pytest.raises(ConfigError, match="has no option seed; valid: gain"):
+            parse_backend_spec("test-opts#seed=1")
+    finally:
+        BACKENDS._loaded.pop("test-opts", None)

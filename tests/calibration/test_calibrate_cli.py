@@ -91,7 +91,7 @@ def test_train_with_a_calibration_profile(tmp_path: Path, device_toml: Path) -> 
 
 
 def test_calibrate_over_a_pty_emulator_hits_the_truth(tmp_path: Path, device_toml: Path) -> None:
-    from hil.backends.device.server import EmulatorProcess
+    from hil.backends.device.emulator import EmulatorProcess
 
     with EmulatorProcess("--port", "pty", "--config", str(device_toml)) as emulator:
         out = tmp_path / "p.json"

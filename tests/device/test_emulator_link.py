@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hil.backends.device.server import EmulatorProcess
+from hil.backends.device.emulator import EmulatorProcess
 from hil.cli import app
 from hil.config import TrainConfig
 from hil.training import train

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from hil.backends.device.emulator import DeviceEmulator, EmulatorConfig
-from hil.backends.device.scpi import ScpiDriver, ScpiSession, ieee_block
+from hil.backends.device.emulator import DeviceEmulator, EmulatorConfig, ScpiSession
+from hil.backends.device.protocol import ieee_block
+from hil.backends.device.scpi import ScpiDriver
 from hil.backends.device.transport import DeviceError
 from hil.cli import app
 

@@ -1,15 +1,85 @@
-"""Serve a `DeviceEmulator` over a pseudo-terminal or a loopback TCP socket (blocking)."""
+"""Serving an emulator: a byte-stream loop over a pty or a TCP socket, and the emulator as a child process."""
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
+import time
 import tty
 from collections.abc import Callable
+from typing import Any
 
-from hil.backends.device.emulator import DeviceEmulator, Faults, serve_stream
+from hil.backends.device.emulator.device import DeviceEmulator
+from hil.backends.device.emulator.faults import FaultInjector, Faults
+from hil.backends.device.framing import FrameReader
 from hil.errors import ConfigError
+
+
+def serve_stream(emulator: DeviceEmulator, read_fd: int, write_fd: int, faults: Faults | None = None,
+                 stop: Any = None, framing: str = "binary") -> str:
+    """Serve requests on file descriptors until EOF, a disconnect fault or ``stop()``.
+
+    ``framing`` is ``binary`` (AMVM/1 frames; faults apply to replies) or ``scpi`` (text
+    commands with IEEE-488.2 blocks, `hil.backends.device.scpi`; no faults).
+
+    Returns why it stopped: ``"eof"``, ``"disconnect"`` or ``"stopped"``.
+    """
+    reader = FrameReader()
+    injector = FaultInjector(faults or Faults())
+    scpi = None
+    if framing == "scpi":
+        from hil.backends.device.emulator.scpi_session import ScpiSession
+
+        scpi = ScpiSession(emulator)
+    pending: list[tuple[float, bytes]] = []  # late replies: (send at, bytes)
+    while stop is None or not stop():
+        timeout = 0.05 if not pending else max(0.0, min(t for t, _ in pending) - time.monotonic())
+        ready, _, _ = select.select([read_fd], [], [], timeout)
+        now = time.monotonic()
+        for item in [p for p in pending if p[0] <= now]:
+            pending.remove(item)
+            _write_all(write_fd, item[1])
+        if not ready:
+            continue
+        try:
+            data = os.read(read_fd, 1 << 20)
+        except BlockingIOError:
+            continue
+        except OSError:
+            return "eof"
+        if not data:
+            return "eof"
+        if scpi is not None:
+            for reply in scpi.feed(data):
+                _write_all(write_fd, reply)
+            continue
+        for encoded in reader.feed(data):
+            reply = emulator.handle(encoded)
+            if reply is None:
+                continue
+            out, wait, close = injector.apply(reply)
+            if close:
+                return "disconnect"
+            if out is None:
+                continue
+            if wait > 0:
+                pending.append((time.monotonic() + wait, out))
+            else:
+                _write_all(write_fd, out)
+    return "stopped"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
+            continue
+        view = view[written:]
 
 
 def _stop_on_signals() -> Callable[[], bool]:

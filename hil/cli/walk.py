@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,24 +9,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hil.cli.console import emit_json, stderr, stdout
+from hil.cli.options import BackendOption, DataDir, ExecutorOption, JsonFlag, parse_sites
+from hil.cli.progress import ProgressBar
 from hil.errors import ConfigError
 
 results_app = typer.Typer(help="Inspect and export Walking Noise result stores.", no_args_is_help=True,
                           add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-
-
-def _progress_factory(console: Console) -> tuple[Any, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(TextColumn("points"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
-                        TimeRemainingColumn(), console=console)
-
-    def factory(total: int) -> Any:
-        progress.start()
-        task = progress.add_task("walk", total=total)
-        return lambda advance: progress.update(task, advance=advance)
-
-    return progress, factory
 
 
 def print_report(report: Any, console: Console) -> None:
@@ -87,7 +74,7 @@ def walk(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset for --train-per-point.")] = "mnist5k",
     bn: Annotated[bool, typer.Option("--bn/--no-bn", help="BatchNorm variant (--train-per-point).")] = False,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs per point (--train-per-point).")] = 10,
-    data_dir: Annotated[str | None, typer.Option("--data-dir", help="Dataset folder.")] = None,
+    data_dir: DataDir = None,
     out: Annotated[Path | None, typer.Option("--out", help="Results folder (resumable).")] = None,
     heatmap: Annotated[bool, typer.Option(
         "--heatmap", help="Mixed noise on a σa × σm grid (σa from --sigmas, σm from --mul-sigmas).")] = False,
@@ -96,10 +83,8 @@ def walk(
         "--adaptive", help="Adaptive σ design per site (add/mixed): bracket, then refine around μ.")] = False,
     target_width: Annotated[float, typer.Option(
         "--target-width", help="--adaptive: stop at a 95 % μ interval this many decades wide.")] = 0.1,
-    backend: Annotated[str, typer.Option(
-        "--backend", help="Backend the network runs on: sim, gpu, device:serial:PATH, … (hil list).")] = "sim",
-    executor: Annotated[str, typer.Option("--executor", help="Where the points run: local (in this process).")]
-    = "local",
+    backend: BackendOption = "sim",
+    executor: ExecutorOption = "local",
     as_json: Annotated[bool, typer.Option("--json", help="Print mu.json content on stdout.")] = False,
 ) -> None:
     """Walking Noise: accuracy vs σ per site, midpoint μ with 95 % intervals (resumable)."""
@@ -114,17 +99,14 @@ def walk(
         raise ConfigError("--adaptive works with --checkpoint (inference-only) walks")
     if train_per_point and model is None:
         raise ConfigError("--train-per-point needs --model (and --dataset)")
-    site_spec: Any = "global" if global_sweep else (
-        "all" if sites == "all" else tuple(int(s) if s.strip().isdigit() else s.strip() for s in sites.split(",")))
+    site_spec: Any = "global" if global_sweep else parse_sites(sites, keywords=("all",))
     if heatmap and sigmas is None:
         sigmas = "log:1e-2:1e2:9"  # the full per-site grid × σm would be hundreds of σ pairs per site
     grid = parse_sigmas(sigmas) if sigmas else default_sigmas(noise, global_sweep)
     spec = SweepSpec(noise=noise, sigmas=grid, sites=site_spec, repeats=repeats, seed=seed,
                      mixed_ratio=mixed_ratio, batch_size=batch_size, cached_prefix=not naive,
                      mul_sigmas=parse_sigmas(mul_sigmas) if heatmap else ())
-    err = Console(stderr=True)
-    progress, factory = _progress_factory(err)
-    try:
+    with ProgressBar(stderr) as bar:
         if checkpoint is not None:
             folder = out or Path(f"{checkpoint}-walk")
             plan = None
@@ -132,22 +114,20 @@ def walk(
                 from hil.walking.adaptive import AdaptivePlan
 
                 plan = AdaptivePlan(target_width=target_width)
-            report = walk_checkpoint(checkpoint, spec, folder, backend=backend, data_dir=data_dir, progress=factory,
-                                     adaptive=plan, executor=executor)
+            report = walk_checkpoint(checkpoint, spec, folder, backend=backend, data_dir=data_dir,
+                                     progress=bar.points, adaptive=plan, executor=executor)
         else:
             from hil.config import TrainConfig
 
             folder = out or Path("runs") / f"walk-{model}-{dataset}"
             base = TrainConfig(model=model, bn=bn, dataset=dataset, data_dir=data_dir, epochs=epochs,
                                backend=backend)
-            report = walk_training(base, spec, folder, progress=factory, executor=executor)
-    finally:
-        progress.stop()
+            report = walk_training(base, spec, folder, progress=bar.points, executor=executor)
     if as_json:
-        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+        emit_json(report.to_dict())
         return
-    print_report(report, Console())
-    Console().print(f"results: {folder / 'results.sqlite'}   μ: {folder / 'mu.json'}   plots: hil report {folder}")
+    print_report(report, stdout)
+    stdout.print(f"results: {folder / 'results.sqlite'}   μ: {folder / 'mu.json'}   plots: hil report {folder}")
 
 
 def report(
@@ -163,12 +143,12 @@ def report(
     write_mu(result, folder)
     paths = write_plots(result, folder / "plots")
     if as_json:
-        sys.stdout.write(json.dumps({**result.to_dict(), "plots": [str(p) for p in paths]}, indent=2) + "\n")
+        emit_json({**result.to_dict(), "plots": [str(p) for p in paths]})
         return
-    print_report(result, Console())
+    print_report(result, stdout)
     if result.config.get("kind") == "inference":
-        print_weight_table(Path(str(result.config["checkpoint"])), Console())
-    Console().print("plots: " + ", ".join(str(p) for p in paths if p.suffix == ".png"))
+        print_weight_table(Path(str(result.config["checkpoint"])), stdout)
+    stdout.print("plots: " + ", ".join(str(p) for p in paths if p.suffix == ".png"))
 
 
 @results_app.command("export")
@@ -190,7 +170,7 @@ def export(
         for path, writer in ((csv_path, store.export_csv), (parquet_path, store.export_parquet)):
             if path is not None:
                 rows = writer(path)
-                Console().print(f"{rows} rows → {path}")
+                stdout.print(f"{rows} rows → {path}")
 
 
 analyze_app = typer.Typer(help="Analyses of trained checkpoints.", no_args_is_help=True, add_completion=False,
@@ -201,8 +181,8 @@ analyze_app = typer.Typer(help="Analyses of trained checkpoints.", no_args_is_he
 def binarization(
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Trained checkpoint.")],
     out: Annotated[Path | None, typer.Option("--out", help="Folder for the histogram plot.")] = None,
-    data_dir: Annotated[str | None, typer.Option("--data-dir", help="Dataset folder.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Self-binarisation test: accuracy when each activation site is quantised to two levels."""
     from hil.runs import open_run
@@ -216,8 +196,7 @@ def binarization(
 
         paths = plot_histograms(results, out / "binarization")
     if as_json:
-        sys.stdout.write(json.dumps({"sites": [r.to_dict() for r in results], "plots": list(map(str, paths))},
-                                    indent=2) + "\n")
+        emit_json({"sites": [r.to_dict() for r in results], "plots": list(map(str, paths))})
         return
     table = Table(title=f"two-level quantisation test, {checkpoint}")
     for column in ("site", "clean acc", "binarised acc", "drop", "threshold", "levels"):
@@ -225,6 +204,6 @@ def binarization(
     for r in results:
         table.add_row(r.site, f"{r.clean_accuracy:.2%}", f"{r.binarized_accuracy:.2%}", f"{r.accuracy_drop:+.2%}",
                       f"{r.threshold:.3g}", f"{r.low_level:.3g} / {r.high_level:.3g}")
-    Console().print(table)
+    stdout.print(table)
     if paths:
-        Console().print("plots: " + ", ".join(str(p) for p in paths if p.suffix == ".png"))
+        stdout.print("plots: " + ", ".join(str(p) for p in paths if p.suffix == ".png"))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from hil.cli.console import emit_json, stdout
+from hil.cli.options import JsonFlag
 from hil.errors import ConfigError
 
 device_app = typer.Typer(help="Analog device: emulator and link checks.", no_args_is_help=True)
@@ -28,8 +29,14 @@ def emulate(
                                                            "(text + IEEE blocks, for VISA).")] = "binary",
 ) -> None:
     """Run an AMVM/1 device emulator in the foreground; prints where it listens, then serves until killed."""
-    from hil.backends.device.emulator import DeviceEmulator, EmulatorConfig, Faults, with_overrides
-    from hil.backends.device.server import serve_pty, serve_tcp
+    from hil.backends.device.emulator import (
+        DeviceEmulator,
+        EmulatorConfig,
+        Faults,
+        serve_pty,
+        serve_tcp,
+        with_overrides,
+    )
 
     if (port is None) == (tcp is None):
         raise ConfigError("give exactly one of --port pty or --tcp HOST:PORT")
@@ -59,7 +66,7 @@ def info(
     device: Annotated[str, typer.Option(
         "--device", help="serial:PATH, tcp:HOST:PORT, visa:RESOURCE, replay:FILE or NAME:ADDR.")],
     timeout: Annotated[float, typer.Option("--timeout", min=0.01, help="Seconds to wait per reply.")] = 2.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Identity, protocol version, capabilities and status of a device."""
     from hil.backends.device.backend import open_driver
@@ -75,11 +82,12 @@ def info(
             "status": {"temperature": status.temperature, "uptime": status.uptime,
                        "errors_total": status.errors_total}}
     if as_json:
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        emit_json(data)
         return
-    print(f"identity: {driver.identity}")
-    print(f"protocol: {PROTOCOL}")
-    print(f"tile: {caps.rows}×{caps.cols}, {caps.slots} slots; DAC {caps.dac_bits} bit, ADC {caps.adc_bits} bit, "
-          f"full scale {caps.full_scale:g}")
-    print(f"limits: batch {caps.max_batch}, repeats {caps.max_repeats}, frame {caps.max_frame} bytes")
-    print(f"status: {status.temperature:.1f} °C, up {status.uptime:.1f} s, {status.errors_total} errors so far")
+    lines = [f"identity: {driver.identity}", f"protocol: {PROTOCOL}",
+             f"tile: {caps.rows}×{caps.cols}, {caps.slots} slots; DAC {caps.dac_bits} bit, ADC {caps.adc_bits} bit, "
+             f"full scale {caps.full_scale:g}",
+             f"limits: batch {caps.max_batch}, repeats {caps.max_repeats}, frame {caps.max_frame} bytes",
+             f"status: {status.temperature:.1f} °C, up {status.uptime:.1f} s, {status.errors_total} errors so far"]
+    for line in lines:  # the identity comes from the device: never read it as rich markup
+        stdout.print(line, markup=False)

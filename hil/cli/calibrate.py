@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from hil.cli_output import print_wide
+from hil.cli.console import emit_json, print_wide, stdout
+from hil.cli.options import JsonFlag
 from hil.errors import ConfigError
-
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 calibrate_app = typer.Typer(help="Estimate a device's gain/offset, σa and σm; check a profile.",
                             invoke_without_command=True)
@@ -61,8 +56,7 @@ def calibrate(
 
         plots = write_report(result, report)
     if as_json:
-        sys.stdout.write(json.dumps({**result.profile.to_dict(), "profile": str(target),
-                                     "plots": [str(p) for p in plots]}, indent=2) + "\n")
+        emit_json({**result.profile.to_dict(), "profile": str(target), "plots": [str(p) for p in plots]})
         return
     print_calibration(result.profile)
     stdout.print(f"profile: {target}" + (f"   plots: {report}" if plots else ""))
@@ -98,7 +92,6 @@ def print_calibration(profile: Any) -> None:
     print_wide(stdout, checks)
 
 
-
 @calibrate_app.command("check")
 def check_profile(
     device: Device = None,
@@ -108,7 +101,7 @@ def check_profile(
         "--checkpoint", help="Also compare this network's accuracy on the device and on sim with the profile.")] = None,
     config: EmulatorToml = None,
     timeout: Timeout = 2.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Re-measure a short design; exit 0 when the device still matches the profile, 3 when it drifted."""
     if device is None or profile is None:
@@ -128,8 +121,8 @@ def check_profile(
                                  emulator_config=str(config) if config else None)
         valid = valid and network.agree
     if as_json:
-        sys.stdout.write(json.dumps({"valid": valid, "items": [i.to_dict() for i in items],
-                                     "network": None if network is None else network.to_dict()}, indent=2) + "\n")
+        emit_json({"valid": valid, "items": [i.to_dict() for i in items],
+                   "network": None if network is None else network.to_dict()})
     else:
         table = Table(title=f"profile {profile} vs device {device}")
         for column in ("quantity", "profile", "now", "|z| (max)", "ok"):

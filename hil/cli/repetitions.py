@@ -9,7 +9,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from hil.cli_output import print_wide
+from hil.cli.console import print_wide
 
 TABLE_WIDTH = 96
 

@@ -7,27 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from hil.cli_output import print_wide
+from hil.cli.console import print_wide, stderr, stdout
+from hil.cli.options import BackendOption, DataDir, ExecutorOption, parse_list
 from hil.errors import ConfigError
-
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _list(text: str, what: str) -> list[str]:
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise ConfigError(f"{what} is empty")
-    return items
 
 
 def harden(
     model: Annotated[str, typer.Option("--model", help="Model name (hil list).")] = "lenet5",
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name.")] = "mnist5k",
-    data_dir: Annotated[str | None, typer.Option("--data-dir", help="Folder with dataset files.")] = None,
+    data_dir: DataDir = None,
     bits: Annotated[str, typer.Option("--bits", help="Bit widths, e.g. 4,8.")] = "4,8",
     scaling: Annotated[str, typer.Option("--scaling", help="Activation scalings, e.g. dynamic,const:1,const:2.")]
     = "dynamic,const:1,const:2",
@@ -38,22 +28,21 @@ def harden(
     no_noisy: Annotated[bool, typer.Option("--no-noisy-training", help="Skip the noisy-training rows.")] = False,
     walk_repeats: Annotated[int, typer.Option("--walk-repeats", min=1, help="Noise draws per σ.")] = 3,
     out: Annotated[Path, typer.Option("--out", help="Study folder (resumable).")] = Path("runs/harden"),
-    backend: Annotated[str, typer.Option(
-        "--backend", help="Backend of training and walks: sim, gpu, device:… (hil list).")] = "sim",
-    executor: Annotated[str, typer.Option("--executor", help="Where walk points run: local.")] = "local",
+    backend: BackendOption = "sim",
+    executor: ExecutorOption = "local",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Peak accuracy and global μ for fp32 and each (bits, scaling), with and without noisy training."""
-    from hil.harden import SUMMARY, plot_tradeoff, run_study
+    from hil.studies.harden import SUMMARY, plot_tradeoff, run_study
 
     try:
-        bit_widths = [int(b) for b in _list(bits, "--bits")]
+        bit_widths = [int(b) for b in parse_list(bits, "--bits")]
     except ValueError:
         raise ConfigError(f"--bits must be integers such as 4,8, got {bits!r}") from None
     from hil.config import TrainConfig
 
     base = TrainConfig(model=model, dataset=dataset, data_dir=data_dir, epochs=epochs, backend=backend)
-    results = run_study(base, out, bits=bit_widths, scalings=_list(scaling, "--scaling"), repeats=repeats,
+    results = run_study(base, out, bits=bit_widths, scalings=parse_list(scaling, "--scaling"), repeats=repeats,
                         walk_repeats=walk_repeats, train_sigma=train_sigma, noisy=not no_noisy,
                         progress=lambda text: stderr.print(f"[dim]{text}[/]"), executor=executor)
     plots = plot_tradeoff(results, out / "tradeoff")

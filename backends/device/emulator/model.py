@@ -1,0 +1,171 @@
+"""The emulated device's hidden truth: its configuration and the analog computation of one RUN.
+
+The model (per column c of a tile, codes normalised to ±1)::
+
+    z_c  = Σ_r w[r, c] · x[r]                                  exact dot product
+    z'_c = g_c · z_c · (1 + σm ε1) + o_c + σa ε2                mul-first (or add-first)
+    code = clip(round(z'_c / full_scale · adc_max), ±adc_max)   ADC; clipped = saturated
+
+with hidden per-column gain g_c ~ 1 + N(0, gain_spread²), offset o_c ~ N(0, offset_spread²) drawn
+from the seed at power-up, and a temperature that drifts slowly with use (σa grows by
+``drift_per_kelvin`` per kelvin above 25 °C).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hil.backends.device.protocol import Capabilities
+from hil.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Hidden truth and geometry of an emulated device (TOML keys have the same names).
+
+    Attributes:
+        sigma_add: σa, in normalised dot-product units.
+        sigma_mul: σm (relative).
+        order: ``mul-first`` or ``add-first``.
+        seed: Seed of gains, offsets and noise.
+        rows: Tile rows.
+        cols: Tile columns.
+        slots: Tiles held at once.
+        dac_bits: Weight/input code resolution.
+        adc_bits: Output code resolution.
+        full_scale: Dot product mapped to the largest ADC code.
+        max_batch: Vectors per RUN.
+        max_repeats: Repeats per RUN.
+        max_frame: Largest frame body, bytes.
+        gain_spread: Std of the per-column gain around 1.
+        offset_spread: Std of the per-column offset.
+        drift_per_kelvin: Relative σa increase per kelvin above 25 °C.
+        offset_drift: Offset change per kelvin above 25 °C (dot-product units).
+        heating: Kelvin gained per million MACs (cools back with a 10 s time constant).
+    """
+
+    sigma_add: float = 0.0
+    sigma_mul: float = 0.0
+    order: str = "mul-first"
+    seed: int = 0
+    rows: int = 256
+    cols: int = 64
+    slots: int = 16
+    dac_bits: int = 8
+    adc_bits: int = 12
+    full_scale: float = 16.0
+    max_batch: int = 1024
+    max_repeats: int = 64
+    max_frame: int = 4 << 20
+    gain_spread: float = 0.0
+    offset_spread: float = 0.0
+    drift_per_kelvin: float = 0.0
+    offset_drift: float = 0.0
+    heating: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("sigma_add", "sigma_mul", "gain_spread", "offset_spread", "drift_per_kelvin", "offset_drift",
+                     "heating"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"device {name} must be a number ≥ 0, got {value!r}")
+        if self.order not in ("mul-first", "add-first"):
+            raise ConfigError(f"device order must be mul-first or add-first, got {self.order!r}")
+        limits = {"rows": (1, 65535), "cols": (1, 65535), "slots": (1, 255), "dac_bits": (2, 16),
+                  "adc_bits": (2, 16), "max_batch": (1, 65535), "max_repeats": (1, 65535),
+                  "max_frame": (1024, 1 << 30)}
+        for name, (low, high) in limits.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigError(f"device {name} must be an integer in [{low}, {high}], got {value!r}")
+        if not (math.isfinite(self.full_scale) and self.full_scale > 0):
+            raise ConfigError(f"device full_scale must be > 0, got {self.full_scale!r}")
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str], **overrides: Any) -> EmulatorConfig:
+        """Read a device file (``[device]`` table or top level); ``overrides`` win.
+
+        Raises:
+            ConfigError: Missing or unreadable file, unknown keys, bad values.
+        """
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"device file {path} does not exist") from None
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"cannot read device file {path}: {error}") from None
+        table = data.get("device", data)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {path}; valid: {', '.join(sorted(known))}")
+        return cls(**{**table, **{k: v for k, v in overrides.items() if v is not None}})
+
+    def capabilities(self) -> Capabilities:
+        """What the device reports in CAPS."""
+        return Capabilities(self.rows, self.cols, self.slots, self.dac_bits, self.adc_bits, self.max_batch,
+                            self.max_repeats, self.max_frame, self.full_scale)
+
+
+def with_overrides(config: EmulatorConfig, **values: Any) -> EmulatorConfig:
+    """``config`` with the non-None ``values`` replaced."""
+    return replace(config, **{k: v for k, v in values.items() if v is not None})
+
+
+class AnalogArray:
+    """The physics of one emulated device: hidden gains and offsets, noise, ADC, heating."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.caps = config.capabilities()
+        self.rng = np.random.default_rng(config.seed)
+        gains = 1.0 + config.gain_spread * self.rng.standard_normal(config.cols)
+        self.gain = gains.astype(np.float64)
+        self.offset = config.offset_spread * self.rng.standard_normal(config.cols)
+        self.heat = 0.0
+        self.last_use = time.monotonic()
+        self.executions = 0
+
+    @property
+    def temperature(self) -> float:
+        """Device temperature, °C (heats with use, cools with a 10 s time constant)."""
+        now = time.monotonic()
+        self.heat *= math.exp(-(now - self.last_use) / 10.0)
+        self.last_use = now
+        return 25.0 + self.heat
+
+    def run(self, tile: np.ndarray, x: np.ndarray, repeats: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """ADC codes (repeats × batch × cols), per-vector saturation and the temperature of one RUN."""
+        caps = self.caps
+        rows, cols = tile.shape
+        batch = len(x)
+        # integer dot products are exact in float32 while rows·dac_max² < 2²⁴ (8-bit codes: rows ≤ 1040)
+        exact32 = rows * caps.dac_max**2 < 2**24
+        kind = np.float32 if exact32 else np.float64
+        z = (x.astype(kind) @ tile.astype(kind)).astype(np.float64) / caps.dac_max**2  # (batch, cols)
+        temperature = self.temperature
+        sigma_add = self.config.sigma_add * (1 + self.config.drift_per_kelvin * max(temperature - 25.0, 0.0))
+        gain = self.gain[:cols]
+        offset = self.offset[:cols] + self.config.offset_drift * max(temperature - 25.0, 0.0)
+        shape = (repeats, batch, cols)
+        signal = np.broadcast_to(z * gain, shape)
+        mul = 1.0 + self.config.sigma_mul * self.rng.standard_normal(shape) if self.config.sigma_mul else 1.0
+        add = sigma_add * self.rng.standard_normal(shape) if sigma_add else 0.0
+        if self.config.order == "mul-first":
+            analog = signal * mul + offset + add
+        else:
+            analog = (signal + offset + add) * mul
+        ideal = np.rint(analog / caps.full_scale * caps.adc_max)
+        clipped = np.abs(ideal) > caps.adc_max
+        codes = np.clip(ideal, -caps.adc_max, caps.adc_max).astype(np.int16)
+        self.executions += repeats * batch
+        self.heat += self.config.heating * repeats * batch * rows * cols / 1e6
+        return codes, clipped.any(axis=(0, 2)), temperature

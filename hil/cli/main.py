@@ -1,0 +1,85 @@
+"""The ``hil`` app: the error policy (one red line, exit 1), the root options, and the verbs.
+
+Each verb lives in the module of its group and imports torch only inside its body, so
+``hil --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+from typer.core import TyperGroup
+
+from hil._version import __version__
+from hil.cli.console import stderr, stdout
+from hil.errors import HilError
+
+
+def _debug_requested(ctx: typer.Context) -> bool:
+    return bool((ctx.obj or {}).get("debug")) or os.environ.get("HIL_DEBUG") == "1"
+
+
+class HilGroup(TyperGroup):
+    """Reports `HilError` as one red line and exit code 1 (``--debug``: full traceback)."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # typer's Context subclasses click's
+        try:
+            return super().invoke(ctx)
+        except HilError as error:
+            if _debug_requested(ctx):
+                raise
+            message = " ".join(str(error).split())
+            stderr.print(Text(f"error: {message}", style="bold red"))
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=HilGroup,
+    name="hil",
+    help="Hardware-in-the-loop testbench for neural networks on noisy analog hardware.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        stdout.print(f"hil {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True,
+                                                 help="Print the version and exit.")] = None,
+) -> None:
+    """Hardware-in-the-loop testbench for neural networks on noisy analog hardware."""
+    ctx.obj = {"debug": debug}
+
+
+from hil.cli import calibrate, demo, device, evaluate, harden, inspect, train, walk  # noqa: E402 - torch-free
+
+app.command("train")(train.train)
+app.command("evaluate")(evaluate.evaluate)
+app.command("sites")(inspect.sites)
+app.command("list")(inspect.list_registered)
+app.command("walk")(walk.walk)
+app.command("report")(walk.report)
+app.add_typer(walk.results_app, name="results")
+app.add_typer(walk.analyze_app, name="analyze")
+app.add_typer(device.device_app, name="device")
+app.add_typer(calibrate.calibrate_app, name="calibrate")
+app.command("harden")(harden.harden)
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    """Console entry point."""
+    app(prog_name="hil")

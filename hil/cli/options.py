@@ -1,0 +1,49 @@
+"""Options shared by several verbs, and the one parser of each list-valued flag."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from hil.errors import ConfigError
+
+SigmaAdd = Annotated[float | None, typer.Option("--sigma-add", help="Additive noise σa (≥ 0).")]
+SigmaMul = Annotated[float | None, typer.Option("--sigma-mul", help="Multiplicative noise σm (≥ 0).")]
+Order = Annotated[str | None, typer.Option("--order", help="mul-first (default) or add-first.")]
+Sites = Annotated[str | None, typer.Option(
+    "--sites", help="all (default), matmul, or comma-separated site names/indices (e.g. 3:conv2,5).")]
+Gradient = Annotated[str | None, typer.Option(
+    "--gradient", help="constant (paper, default) or straight-through.")]
+Executions = Annotated[int | None, typer.Option(
+    "--executions", help="Executions averaged at every site (multi-execution), default 1.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+BackendOption = Annotated[str, typer.Option(
+    "--backend", help="Backend spec: sim, sim#seed=3, gpu, device:serial:PATH, … (hil list; README).")]
+ExecutorOption = Annotated[str, typer.Option("--executor", help="Where study points run: local (this process).")]
+DataDir = Annotated[str | None, typer.Option("--data-dir", help="Folder with dataset files.")]
+
+
+def parse_list(text: str, what: str) -> list[str]:
+    """Comma-separated items, stripped; an empty list is an error naming the flag ``what``."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise ConfigError(f"{what} is empty")
+    return items
+
+
+def parse_sites(text: str | None, keywords: tuple[str, ...] = ("all", "matmul")) -> str | tuple[str | int, ...] | None:
+    """``--sites``: one of ``keywords`` as it is, else site names and indices (``3:conv2,5``)."""
+    if text is None or text in keywords:
+        return text
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise ConfigError(f"--sites is empty; use {' or '.join(keywords)} or site names such as 3:conv2")
+    return tuple(int(item) if item.isdigit() else item for item in items)
+
+
+def noise_flags(sigma_add: float | None, sigma_mul: float | None, order: str | None,
+                sites: str | None, gradient: str | None, executions: int | None) -> dict[str, Any]:
+    """The noise flags as the keys of `hil.noise.NoiseSpec.from_dict` (None: not given)."""
+    return {"sigma_add": sigma_add, "sigma_mul": sigma_mul, "order": order,
+            "sites": parse_sites(sites), "gradient": gradient, "repeats": executions}
