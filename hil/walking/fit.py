@@ -1,4 +1,4 @@
-"""Midpoint noise level μ: fit a (double) logistic to an accuracy-vs-σ curve.
+"""The fitting policy for μ: fit the curve model (`hil.walking.curve`) to an accuracy-vs-σ curve.
 
 Model (paper 002, Equation 1; ../shared/design/noise-model.md, "Midpoint noise level")::
 
@@ -52,17 +52,23 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
-from typing import Literal
+from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import optimize, stats
 
 from hil.errors import ConfigError
-
-Scale = Literal["log", "linear"]
-SCALES: tuple[str, ...] = ("log", "linear")
+from hil.walking.curve import (
+    MODELS,
+    SCALES,
+    CurveFit,
+    ModelFunc,
+    ModelSpec,
+    Scale,
+    from_x,
+    mu_double,
+    to_x,
+)
 
 DEFAULT_SEM_FLOOR = 1e-3
 CLEAR = 3.0
@@ -80,154 +86,6 @@ MIN_DISTINCT_SIGMAS = 4
 FLAT_FRACTION = 0.05
 """A tail is flat when its spread is within noise or below this fraction of the curve's drop."""
 
-ModelFunc = Callable[..., np.ndarray]
-
-
-@dataclass(frozen=True)
-class CurveFit:
-    """Result of `fit_midpoint`; μ-related numbers are nan unless ``status == "ok"``.
-
-    Attributes:
-        status: "ok", "no-transition" (μ outside the grid; ``message`` says which side) or "failed".
-        model: "logistic" or "double-logistic".
-        mu: Midpoint σ, where the fitted curve is at a_min + (a_max − a_min)/2.
-        mu_low: Lower bound of the ``confidence`` interval for μ (σ units; 0 when it reaches σ = 0).
-        mu_high: Upper bound (inf → ``None`` in `to_dict` when a sharp step lies beyond the last point).
-        width: Logistic width s in x units (decades on the log scale); for the double logistic, that of the step
-            containing μ.
-        a_max: Fitted upper plateau.
-        a_min: Lower plateau: 1/K, or fitted when ``a_min_fitted``.
-        a_min_fitted: True when the high-σ plateau is clearly above 1/K and a_min was fitted.
-        interval: "covariance", "delta-crossing" (either may end in "×√(χ²/dof)=…" when scaled), "bracket …"
-            or "none".
-        chi2: χ² of the chosen model with the errors actually used (floored/pooled).
-        dof: Points minus free parameters.
-        aic: χ² + 2k.
-        message: Which model won and why, how a_min was set, why there is no μ.
-        params: Fitted parameters of ``model`` by name, in x units (for plotting and `predict`).
-        scale: "log" (x = log10 σ) or "linear" (x = σ).
-        mu_x: μ in x units.
-        mu_x_se: Standard error of μ in x units (after any χ²/dof scaling; nan for a bracket).
-        aicc: Small-sample corrected AIC; the model choice uses it.
-        n_points: Points used, σ = 0 anchors included.
-        confidence: Coverage the interval was built for.
-    """
-
-    status: str
-    model: str
-    mu: float
-    mu_low: float
-    mu_high: float
-    width: float
-    a_max: float
-    a_min: float
-    a_min_fitted: bool
-    interval: str
-    chi2: float
-    dof: int
-    aic: float
-    message: str
-    params: dict[str, float]
-    scale: str
-    mu_x: float = math.nan
-    mu_x_se: float = math.nan
-    aicc: float = math.nan
-    n_points: int = 0
-    confidence: float = 0.95
-
-    def predict(self, sigma: np.ndarray) -> np.ndarray:
-        """Evaluate the fitted curve at ``sigma`` (σ units); all nan when there is no fitted curve.
-
-        Args:
-            sigma: Noise levels ≥ 0 (array-like); σ = 0 gives a_max on the log scale.
-
-        Returns:
-            Predicted accuracies, same shape as ``sigma``.
-        """
-        values = np.asarray(sigma, dtype=float)
-        if not self.params or self.model not in _MODELS:
-            return np.full(values.shape, math.nan)
-        spec = _MODELS[self.model]
-        theta = [self.params[name] for name in spec.names]
-        return spec.func(_to_x(values, self.scale), *theta)
-
-    def to_dict(self) -> dict[str, object]:
-        """Plain JSON-ready dict: every field, with nan/inf floats as ``None``."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
-
-
-# --------------------------------------------------------------------------- models
-
-
-def _logistic(x: np.ndarray, mu_x: float, s: float, a_max: float, a_min: float) -> np.ndarray:
-    # expit(z) = 1/(1 + e^−z): no overflow for steep steps, and x = −∞ (σ = 0 anchor) gives a_max exactly.
-    return a_min + (a_max - a_min) * special.expit((mu_x - x) / s)
-
-
-def _double_logistic(
-    x: np.ndarray, mu1_x: float, s1: float, gap: float, s2: float, a_max: float, frac: float, a_min: float
-) -> np.ndarray:
-    # The second step is parametrised as mu1 + gap (gap ≥ 0) and the plateau as a fraction of the drop, so that
-    # plain box bounds keep the steps ordered and the plateau between a_min and a_max.
-    a_mid = a_min + frac * (a_max - a_min)
-    first = (a_max - a_mid) * special.expit((mu1_x - x) / s1)
-    second = (a_mid - a_min) * special.expit((mu1_x + gap - x) / s2)
-    return a_min + first + second
-
-
-def _step(x: np.ndarray, mu_x: float, s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """L = expit(z), z = (μ − x)/s, and L(1 − L); z is clipped so that x = −∞ gives 0 (not nan) in z·L(1 − L)."""
-    z = np.clip((mu_x - x) / s, -700.0, 700.0)
-    value = special.expit(z)
-    return value, z, value * (1.0 - value)
-
-
-def _logistic_jac(x: np.ndarray, mu_x: float, s: float, a_max: float, a_min: float) -> np.ndarray:
-    # Analytic derivatives: finite differences cost one model evaluation per parameter per iteration.
-    value, z, slope = _step(x, mu_x, s)
-    drop = a_max - a_min
-    return np.stack([drop * slope / s, -drop * slope * z / s, value, 1.0 - value], axis=-1)
-
-
-def _double_logistic_jac(
-    x: np.ndarray, mu1_x: float, s1: float, gap: float, s2: float, a_max: float, frac: float, a_min: float
-) -> np.ndarray:
-    l1, z1, d1 = _step(x, mu1_x, s1)
-    l2, z2, d2 = _step(x, mu1_x + gap, s2)
-    drop = a_max - a_min
-    first, second = (1.0 - frac) * drop, frac * drop
-    upper = (1.0 - frac) * l1 + frac * l2
-    columns = [
-        first * d1 / s1 + second * d2 / s2,
-        -first * d1 * z1 / s1,
-        second * d2 / s2,
-        -second * d2 * z2 / s2,
-        upper,
-        drop * (l2 - l1),
-        1.0 - upper,
-    ]
-    return np.stack(columns, axis=-1)
-
-
-@dataclass(frozen=True)
-class _ModelSpec:
-    name: str
-    names: tuple[str, ...]  # parameter order of ``func`` after x; a_min always last
-    func: ModelFunc
-    jac: ModelFunc  # d func / d parameters, shape (n, len(names))
-
-
-_MODELS: dict[str, _ModelSpec] = {
-    "logistic": _ModelSpec("logistic", ("mu_x", "s", "a_max", "a_min"), _logistic, _logistic_jac),
-    "double-logistic": _ModelSpec(
-        "double-logistic",
-        ("mu1_x", "s1", "gap", "s2", "a_max", "frac", "a_min"),
-        _double_logistic,
-        _double_logistic_jac,
-    ),
-}
-
-
 # --------------------------------------------------------------------------- input
 
 
@@ -244,21 +102,6 @@ class _Points:
     @property
     def grid(self) -> np.ndarray:
         return np.isfinite(self.x)
-
-
-def _to_x(sigma: np.ndarray, scale: str) -> np.ndarray:
-    if scale == "linear":
-        return sigma.astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(sigma > 0, np.log10(np.where(sigma > 0, sigma, 1.0)), np.where(sigma == 0, -np.inf, np.nan))
-
-
-def _from_x(x: float, scale: str) -> float:
-    if scale == "linear":
-        return max(float(x), 0.0)  # σ is a standard deviation: an interval reaching below 0 is clipped there
-    if x == -math.inf:
-        return 0.0
-    return float(10.0**x) if x < 308 else math.inf
 
 
 def _as_vector(values: object, what: str) -> np.ndarray:
@@ -292,7 +135,7 @@ def _prepare(
     order = np.argsort(s, kind="stable")
     s, y, e = s[order], y[order], e[order]
     e = _floor_sem(y, e, sem_floor, n_samples)
-    return _Points(sigma=s, x=_to_x(s, scale), y=y, e=_pool_sem(e) if pool_sem else e)
+    return _Points(sigma=s, x=to_x(s, scale), y=y, e=_pool_sem(e) if pool_sem else e)
 
 
 def _pool_sem(e: np.ndarray) -> np.ndarray:
@@ -398,7 +241,7 @@ def _no_transition(points: _Points, top: _Level, low: _Level) -> str | None:
 
 @dataclass(frozen=True)
 class _Fit:
-    spec: _ModelSpec
+    spec: ModelSpec
     theta: np.ndarray  # full parameter vector in spec.names order (a_min included)
     cov: np.ndarray  # covariance of the free parameters (absolute sigma)
     free: tuple[int, ...]  # indices of free parameters in theta
@@ -452,7 +295,7 @@ class _Problem:
         return self.x_hi - self.x_lo
 
 
-def _fix_a_min(spec: _ModelSpec, a_min: float) -> tuple[ModelFunc, ModelFunc]:
+def _fix_a_min(spec: ModelSpec, a_min: float) -> tuple[ModelFunc, ModelFunc]:
     """The model and its Jacobian with a_min (the last parameter) held at ``a_min``."""
 
     def func(x: np.ndarray, *theta: float) -> np.ndarray:
@@ -466,7 +309,7 @@ def _fix_a_min(spec: _ModelSpec, a_min: float) -> tuple[ModelFunc, ModelFunc]:
 
 def _run_curve_fit(
     problem: _Problem,
-    spec: _ModelSpec,
+    spec: ModelSpec,
     starts: list[np.ndarray],
     bounds: tuple[np.ndarray, np.ndarray],
     max_nfev: int,
@@ -530,7 +373,7 @@ def _fit_single(problem: _Problem) -> _Fit | str:
     lower = np.array([problem.x_lo - problem.span, problem.s_min, 0.0, 0.0])
     upper = np.array([problem.x_hi + problem.span, 2 * problem.span, 1.0, 1.0])
     starts = [np.array([mu0, s0 * f, top, problem.a_min]) for f in (1.0, 0.25, 4.0)]
-    return _run_curve_fit(problem, _MODELS["logistic"], starts, (lower, upper), MAX_NFEV_SINGLE)
+    return _run_curve_fit(problem, MODELS["logistic"], starts, (lower, upper), MAX_NFEV_SINGLE)
 
 
 def _fit_double(problem: _Problem) -> _Fit | str:
@@ -547,18 +390,10 @@ def _fit_double(problem: _Problem) -> _Fit | str:
         starts.append(np.array([m1, s, m2 - m1, s, top, frac, a_min]))
     lower = np.array([problem.x_lo - problem.span, problem.s_min, 0.0, problem.s_min, 0.0, 0.0, 0.0])
     upper = np.array([problem.x_hi + problem.span, 2 * problem.span, 2 * problem.span, 2 * problem.span, 1, 1, 1])
-    return _run_curve_fit(problem, _MODELS["double-logistic"], starts, (lower, upper), MAX_NFEV_DOUBLE)
+    return _run_curve_fit(problem, MODELS["double-logistic"], starts, (lower, upper), MAX_NFEV_DOUBLE)
 
 
 # --------------------------------------------------------------------------- μ and its interval
-
-
-def _mu_double(theta: np.ndarray) -> float:
-    """x where the double logistic crosses half of its full drop (it decreases monotonically)."""
-    mu1, s1, gap, s2, a_max, _, a_min = theta
-    half = a_min + (a_max - a_min) / 2
-    lo, hi = mu1 - 50 * s1, mu1 + gap + 50 * s2
-    return float(optimize.brentq(lambda x: _double_logistic(np.array(x), *theta) - half, lo, hi, xtol=1e-13))
 
 
 def _crossing_gradient(fit: _Fit) -> np.ndarray:
@@ -568,7 +403,7 @@ def _crossing_gradient(fit: _Fit) -> np.ndarray:
         up, down = fit.theta.copy(), fit.theta.copy()
         up[j] += h
         down[j] -= h
-        grad[j] = (_mu_double(up) - _mu_double(down)) / (2 * h)
+        grad[j] = (mu_double(up) - mu_double(down)) / (2 * h)
     return grad
 
 
@@ -576,7 +411,7 @@ def _mu_and_variance(fit: _Fit) -> tuple[float, float]:
     if fit.spec.name == "logistic":
         return fit.param("mu_x"), float(fit.cov[0, 0])
     grad = _crossing_gradient(fit)
-    return _mu_double(fit.theta), float(grad @ fit.cov @ grad)
+    return mu_double(fit.theta), float(grad @ fit.cov @ grad)
 
 
 @dataclass(frozen=True)
@@ -801,8 +636,8 @@ def _choice_note(best: _Fit, single: _Fit | str, double: _Fit | str | None) -> s
 
 def _result(best: _Fit, interval: _Interval, problem: _Problem, base: _Base, note: str) -> CurveFit:
     scale = base.scale
-    mu = _from_x(interval.mu_x, scale)
-    low, high = _from_x(interval.low_x, scale), _from_x(interval.high_x, scale)
+    mu = from_x(interval.mu_x, scale)
+    low, high = from_x(interval.low_x, scale), from_x(interval.high_x, scale)
     a_min_note = f"a_min fitted ({best.param('a_min'):.3g})" if base.a_min_fitted else f"a_min = 1/K = {base.a_min:.3g}"
     grid = problem.points.sigma[problem.points.grid]
     outside = "; μ extrapolated outside the grid" if not grid.min() <= mu <= grid.max() else ""
@@ -851,13 +686,3 @@ def _join(*parts: str) -> str:
     return "; ".join(part for part in parts if part)
 
 
-def _jsonable(value: object) -> object:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, bool | str | int) or value is None:
-        return value
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
