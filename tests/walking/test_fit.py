@@ -13,7 +13,7 @@ from scipy import optimize
 from scipy.special import expit
 
 from hil.errors import ConfigError
-from hil.walking import fit as fit_module
+from hil.walking import fit_data, fit_solvers
 from hil.walking.fit import CurveFit, fit_midpoint, summarize_repeats
 
 LOG_GRID = np.logspace(-2, 2, 17)  # the global-sweep grid
@@ -215,7 +215,7 @@ def test_optimiser_failure_is_reported_not_raised(monkeypatch: pytest.MonkeyPatc
     def refuse(*args: object, **kwargs: object) -> None:
         raise RuntimeError("Optimal parameters not found: maximum number of function evaluations exceeded")
 
-    monkeypatch.setattr(fit_module.optimize, "curve_fit", refuse)
+    monkeypatch.setattr(fit_solvers.optimize, "curve_fit", refuse)
     y = logistic(np.log10(LOG_GRID), 0.0, 0.2, 0.98, 0.1)
     result = fit_midpoint(LOG_GRID, y, np.full(17, 0.005), num_classes=10)
     assert result.status == "failed" and "maximum number of function evaluations" in result.message
@@ -263,7 +263,7 @@ def test_zero_sem_point_is_floored_not_infinitely_weighted() -> None:
 
 def test_pooling_raises_an_accidentally_tiny_error_to_its_neighbours() -> None:
     sem = np.array([0.01, 0.01, 0.0001, 0.01, 0.01])
-    pooled = fit_module._pool_sem(sem)
+    pooled = fit_data._pool_sem(sem)
     assert pooled[2] == pytest.approx(math.sqrt((0.01**2 * 2 + 0.0001**2) / 3))
     assert pooled[0] == pytest.approx(0.01) and np.all(pooled >= sem)
 
