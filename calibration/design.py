@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from hil.backends.device.protocol import Capabilities
 from hil.errors import ConfigError
+from hil.validation import check_int
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,7 @@ class CalibrationDesign:
     rounds: int = 10
 
     def __post_init__(self) -> None:
-        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 40:
-            raise ConfigError(f"--samples must be an integer ≥ 40, got {self.samples!r}")
+        check_int(self.samples, "--samples", low=40)
         if not 0 < self.top <= 1:
             raise ConfigError(f"the top level must be in (0, 1] of full scale, got {self.top!r}")
         if self.intermediate < 0 or not 0 <= self.intermediate_share < 1:

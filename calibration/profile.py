@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hil.errors import ConfigError
+from hil.validation import check_choice, check_int, check_number, check_table
 
 PROFILE_VERSION = 1
 """Version this hil writes; a newer one is refused."""
@@ -160,20 +161,33 @@ def read_profile(path: str | os.PathLike[str]) -> CalibrationProfile:
     missing = [key for key in REQUIRED if key not in data]
     if missing:
         raise ConfigError(f"calibration profile {source} lacks {', '.join(missing)}; calibrate again")
-    version = data["version"]
-    if not isinstance(version, int) or version < 1:
-        raise ConfigError(f"calibration profile {source} has a bad version {version!r}")
+    return _profile_from(data, source)
+
+
+def _profile_from(data: dict[str, Any], source: Path) -> CalibrationProfile:
+    """Check an untrusted profile's fields (each error names the file and says to calibrate again)."""
+    try:
+        version = check_int(data["version"], "version", low=1)
+        tables = {key: check_table(data.get(key, {}), key) for key in ("device", "estimates", "design")}
+        estimates = tables["estimates"]
+        for key in ("sigma_add", "sigma_mul"):
+            entry = estimates.get(key)
+            check_number(entry.get("value") if isinstance(entry, dict) else None, f"estimates.{key}.value", low=0)
+        seconds = check_number(data.get("seconds", 0.0), "seconds", low=0)
+        order = check_choice(data.get("order", "mul-first"), "order", ("mul-first", "add-first"))
+        created = data.get("created", "")
+        if not isinstance(created, str):
+            raise ConfigError(f"created must be a string, got {type(created).__name__}")
+        diagnostics = data.get("diagnostics", [])
+        if not isinstance(diagnostics, list):
+            raise ConfigError(f"diagnostics must be a list, got {type(diagnostics).__name__}")
+    except ConfigError as error:
+        raise ConfigError(f"calibration profile {source} is invalid: {error}; calibrate again") from None
     if version > PROFILE_VERSION:
         raise ConfigError(f"calibration profile {source} is version {version}, newer than this hil reads "
                           f"({PROFILE_VERSION}); upgrade hil")
-    estimates = data["estimates"]
-    for key in ("sigma_add", "sigma_mul"):
-        value = estimates.get(key, {}).get("value") if isinstance(estimates.get(key), dict) else None
-        if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-            raise ConfigError(f"calibration profile {source} lacks a valid estimates.{key}.value; calibrate again")
-    return CalibrationProfile(device=data["device"], estimates=estimates, diagnostics=data.get("diagnostics", []),
-                              design=data.get("design", {}), created=data.get("created", ""),
-                              seconds=float(data.get("seconds", 0.0)), order=data.get("order", "mul-first"),
+    return CalibrationProfile(device=dict(tables["device"]), estimates=dict(estimates), diagnostics=diagnostics,
+                              design=dict(tables["design"]), created=created, seconds=seconds, order=order,
                               version=version)
 
 

@@ -16,7 +16,6 @@ TOML layout (every key optional; CLI flags override)::
 
 from __future__ import annotations
 
-import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -25,6 +24,7 @@ from typing import Any
 
 from hil.errors import ConfigError
 from hil.noise import NoiseSpec
+from hil.validation import check_int, check_keys, check_number
 
 
 @dataclass(frozen=True)
@@ -81,13 +81,9 @@ class TrainConfig:
                 raise ConfigError(
                     f"unknown {registry.kind} {value!r}; choose one of: {', '.join(registry.names())}"
                 )
-        _check_int(self.epochs, "epochs", 1)
-        _check_int(self.batch_size, "batch_size", 1)
-        _check_int(self.seed, "seed", 0)
-        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not (
-            math.isfinite(self.lr) and self.lr > 0
-        ):
-            raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
+        for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0)):
+            object.__setattr__(self, name, check_int(getattr(self, name), name, low=low))
+        object.__setattr__(self, "lr", check_number(self.lr, "lr", positive=True))
         for name in ("bn", "clamp_weights"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -116,23 +112,13 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Build from a mapping (TOML or metadata); unknown keys are errors."""
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise ConfigError(
-                f"unknown config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(allowed))}"
-            )
+        check_keys(data, (f.name for f in fields(cls)), "config")
         values = dict(data)
         if "noise" in values and not isinstance(values["noise"], NoiseSpec):
             if not isinstance(values["noise"], Mapping):
                 raise ConfigError("noise must be a table ([noise] in TOML)")
             values["noise"] = NoiseSpec.from_dict(values["noise"])
         return cls(**values)
-
-
-def _check_int(value: object, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

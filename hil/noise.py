@@ -13,12 +13,12 @@ Every element gets its own independent draw. A `NoiseSpec` says which sites get 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from hil.errors import ConfigError, SiteError
+from hil.validation import check_choice, check_int, check_keys, check_number
 
 Order = Literal["mul-first", "add-first"]
 GradientMode = Literal["constant", "straight-through"]
@@ -30,19 +30,19 @@ SiteSelector = str | int
 
 def check_sigma(value: object, what: str) -> float:
     """Return ``value`` as a float if it is a finite number ≥ 0, else raise `ConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{what} must be a number ≥ 0, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number) or number < 0:
-        raise ConfigError(f"{what} must be finite and ≥ 0, got {value!r}")
-    return number
+    return check_number(value, what, low=0)
+
+
+def check_selector(value: object, what: str) -> SiteSelector:
+    """Return ``value`` if it can select a site (a name or an int index, not bool), else raise `ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ConfigError(f"{what} must be a name or an index, got {value!r}")
+    return value
 
 
 def check_repeats(value: object, what: str) -> int:
     """Return ``value`` if it is an int ≥ 1, else raise `ConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{what} must be an integer ≥ 1, got {value!r}")
-    return value
+    return check_int(value, what, low=1)
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,7 @@ class SiteOverride:
     repeats: int | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.site, bool) or not isinstance(self.site, str | int):
-            raise ConfigError(f"override site must be a name or an index, got {self.site!r}")
+        check_selector(self.site, "override site")
         if self.sigma_add is not None:
             object.__setattr__(self, "sigma_add", check_sigma(self.sigma_add, f"sigma_add at {self.site!r}"))
         if self.sigma_mul is not None:
@@ -133,12 +132,8 @@ class NoiseSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "sigma_add", check_sigma(self.sigma_add, "sigma_add"))
         object.__setattr__(self, "sigma_mul", check_sigma(self.sigma_mul, "sigma_mul"))
-        if self.order not in ORDERS:
-            raise ConfigError(f"order must be one of {', '.join(ORDERS)}, got {self.order!r}")
-        if self.gradient not in GRADIENT_MODES:
-            raise ConfigError(
-                f"gradient must be one of {', '.join(GRADIENT_MODES)}, got {self.gradient!r}"
-            )
+        check_choice(self.order, "order", ORDERS)
+        check_choice(self.gradient, "gradient", GRADIENT_MODES)
         if isinstance(self.sites, str):
             if self.sites not in ("all", "matmul"):
                 raise ConfigError(
@@ -149,17 +144,16 @@ class NoiseSpec:
             if not sites:
                 raise ConfigError("sites is an empty list; use 'all' or name at least one site")
             for site in sites:
-                if isinstance(site, bool) or not isinstance(site, str | int):
-                    raise ConfigError(f"site selector must be a name or an index, got {site!r}")
+                check_selector(site, "site selector")
             object.__setattr__(self, "sites", sites)
         overrides = tuple(self.overrides)
         for item in overrides:
             if not isinstance(item, SiteOverride):
                 raise ConfigError(f"overrides must be SiteOverride values, got {item!r}")
         object.__setattr__(self, "overrides", overrides)
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
-        check_repeats(self.repeats, "repeats")
+        if self.seed is not None:
+            object.__setattr__(self, "seed", check_int(self.seed, "seed"))
+        object.__setattr__(self, "repeats", check_repeats(self.repeats, "repeats"))
 
     @property
     def is_clean(self) -> bool:
@@ -190,12 +184,7 @@ class NoiseSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NoiseSpec:
         """Build from a mapping (TOML ``[noise]`` table or metadata); unknown keys are errors."""
-        allowed = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise ConfigError(
-                f"unknown noise key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(allowed))}"
-            )
+        check_keys(data, cls.__dataclass_fields__, "noise")
         values = dict(data)
         if "sites" in values and not isinstance(values["sites"], str):
             if not isinstance(values["sites"], Sequence):
@@ -237,10 +226,7 @@ def _override_from(item: object) -> SiteOverride:
         return item
     if not isinstance(item, Mapping) or "site" not in item:
         raise ConfigError(f"each override needs a 'site' key, got {item!r}")
-    allowed = {"site", "sigma_add", "sigma_mul", "repeats"}
-    unknown = sorted(set(item) - allowed)
-    if unknown:
-        raise ConfigError(f"unknown override key(s) {', '.join(unknown)}; valid: {', '.join(sorted(allowed))}")
+    check_keys(item, ("site", "sigma_add", "sigma_mul", "repeats"), "override")
     return SiteOverride(**item)
 
 

@@ -31,11 +31,11 @@ SITES = [
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"sigma_add": -0.1}, "sigma_add must be finite and ≥ 0"),
-        ({"sigma_mul": math.nan}, "sigma_mul must be finite and ≥ 0"),
-        ({"sigma_add": math.inf}, "sigma_add must be finite"),
-        ({"sigma_add": "0.1"}, "sigma_add must be a number"),
-        ({"sigma_add": True}, "sigma_add must be a number"),
+        ({"sigma_add": -0.1}, "sigma_add must be a finite number ≥ 0"),
+        ({"sigma_mul": math.nan}, "sigma_mul must be a finite number ≥ 0"),
+        ({"sigma_add": math.inf}, "sigma_add must be a finite number"),
+        ({"sigma_add": "0.1"}, "sigma_add must be a finite number"),
+        ({"sigma_add": True}, "sigma_add must be a finite number"),
         ({"order": "mul-last"}, "order must be one of mul-first, add-first"),
         ({"gradient": "none"}, "gradient must be one of constant, straight-through"),
         ({"sites": "some"}, "sites must be 'all', 'matmul'"),

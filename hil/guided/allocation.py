@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable, Sequence
 
 from hil.errors import ConfigError
+from hil.validation import check_int
 
 SiteCurve = Callable[[float], float]
 """Predicted network accuracy with noise σ at one site only (the site's Walking Noise curve)."""
@@ -27,8 +28,7 @@ RETAINED_FLOOR = 1e-4
 
 
 def _check_total(total: int, sites: int) -> None:
-    if isinstance(total, bool) or not isinstance(total, int):
-        raise ConfigError(f"the total number of executions must be an integer, got {total!r}")
+    total = check_int(total, "the total number of executions")
     if sites < 1:
         raise ConfigError("there are no noisy sites to give executions to")
     if total < sites:
@@ -96,8 +96,7 @@ def allocate_inverse_mu(mu: Sequence[float], total: int) -> tuple[int, ...]:
 
 def uniform_allocation(sites: int, executions: int) -> tuple[int, ...]:
     """``executions`` at every one of ``sites`` sites."""
-    if isinstance(executions, bool) or not isinstance(executions, int) or executions < 1:
-        raise ConfigError(f"executions per site must be an integer ≥ 1, got {executions!r}")
+    executions = check_int(executions, "executions per site", low=1)
     return (executions,) * sites
 
 

@@ -21,6 +21,7 @@ from hil.evaluation import EvaluationResult
 from hil.guided.allocation import allocate_greedy, allocate_inverse_mu, predict_accuracy, uniform_allocation
 from hil.guided.sensitivity import Sensitivity, SiteSensitivity, load_sensitivity
 from hil.noise import NoiseSpec, SiteOverride
+from hil.validation import check_int
 
 STRATEGIES: tuple[str, ...] = ("none", "uniform", "guided-1/mu", "guided-greedy")
 """Strategies in table order."""
@@ -103,8 +104,7 @@ def plan_allocations(strategies: Sequence[str], sites: Sequence[SiteCost], budge
     """
     if cost not in COSTS:
         raise ConfigError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise ConfigError(f"--budget must be an integer ≥ 1 (executions per site on average), got {budget!r}")
+    budget = check_int(budget, "--budget", low=1, note="(executions per site on average)")
     count = len(sites)
     if count == 0:
         raise ConfigError("no site has noise: give --sigma-add or --sigma-mul (repetitions average noise)")

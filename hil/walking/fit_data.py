@@ -9,6 +9,7 @@ import numpy as np
 from scipy import stats
 
 from hil.errors import ConfigError
+from hil.validation import check_int
 from hil.walking.curve import (
     SCALES,
     to_x,
@@ -104,18 +105,15 @@ def _floor_sem(y: np.ndarray, e: np.ndarray, sem_floor: float, n_samples: int | 
 
 
 def check_options(num_classes: object, scale: str, confidence: float, sem_floor: float, n_samples: object) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer) or num_classes < 2:
-        raise ConfigError(f"num_classes must be an integer ≥ 2, got {num_classes!r}")
+    check_int(num_classes, "num_classes", low=2)
     if scale not in SCALES:
         raise ConfigError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     if not 0 < confidence < 1:
         raise ConfigError(f"confidence must be in (0, 1), got {confidence!r}")
     if not (math.isfinite(sem_floor) and sem_floor > 0):
         raise ConfigError(f"sem_floor must be > 0, got {sem_floor!r}")
-    if n_samples is not None and (
-        isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1
-    ):
-        raise ConfigError(f"n_samples must be a positive integer or None, got {n_samples!r}")
+    if n_samples is not None:
+        check_int(n_samples, "n_samples", low=1, note="or None")
 
 
 # --------------------------------------------------------------------------- levels and screening

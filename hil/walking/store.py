@@ -40,7 +40,6 @@ import csv
 import hashlib
 import json
 import math
-import operator
 import os
 import sqlite3
 import threading
@@ -53,6 +52,7 @@ from pathlib import Path
 from hil._version import __version__
 from hil.errors import ConfigError, StoreError
 from hil.noise import check_sigma
+from hil.validation import check_int, check_number
 
 SCHEMA_VERSION = 1
 """Version of the on-disk schema this hil writes; a store with a newer version is refused."""
@@ -115,24 +115,11 @@ def utc_now() -> str:
 
 
 def _check_int(value: object, what: str, *, minimum: int = _INT64_MIN) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"{what} must be an integer, got {value!r}")
-    try:
-        number = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise ConfigError(f"{what} must be an integer, got {value!r}") from None
-    if not minimum <= number <= _INT64_MAX:
-        raise ConfigError(f"{what} must be an integer in [{minimum}, 2**63 - 1] (SQLite INTEGER), got {value!r}")
-    return number
+    return check_int(value, what, low=minimum, high=_INT64_MAX, note="(SQLite INTEGER)")
 
 
 def _check_float(value: object, what: str) -> float:
-    if isinstance(value, bool):
-        raise ConfigError(f"{what} must be a number, got {value!r}")
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be a number, got {value!r}") from None
+    return check_number(value, what, finite=False)
 
 
 @dataclass(frozen=True, order=True)
@@ -254,10 +241,8 @@ class ResultStore:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:
-            raise ConfigError(f"timeout must be a number of seconds ≥ 0, got {timeout!r}")
+        self._timeout = check_number(timeout, "timeout", low=0, note="of seconds")
         self._path = Path(path)
-        self._timeout = float(timeout)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._check_file()

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from hil.errors import ConfigError
 from hil.noise import NoiseSpec, check_sigma
 from hil.seeding import derive_seed
+from hil.validation import check_int
 from hil.walking.grid import NOISE_KINDS
 from hil.walking.store import PointKey
 
@@ -60,9 +61,7 @@ class SweepSpec:
         if not isinstance(self.sites, str):
             object.__setattr__(self, "sites", tuple(self.sites))
         for name, minimum in (("repeats", 1), ("batch_size", 1), ("seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+            object.__setattr__(self, name, check_int(getattr(self, name), name, low=minimum))
 
     @property
     def is_global(self) -> bool:

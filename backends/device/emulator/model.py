@@ -25,6 +25,7 @@ import numpy as np
 
 from hil.backends.device.protocol import Capabilities
 from hil.errors import ConfigError
+from hil.validation import check_choice, check_int, check_keys, check_number, check_table
 
 
 @dataclass(frozen=True)
@@ -74,18 +75,13 @@ class EmulatorConfig:
     def __post_init__(self) -> None:
         for name in ("sigma_add", "sigma_mul", "gain_spread", "offset_spread", "drift_per_kelvin", "offset_drift",
                      "heating"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ConfigError(f"device {name} must be a number ≥ 0, got {value!r}")
-        if self.order not in ("mul-first", "add-first"):
-            raise ConfigError(f"device order must be mul-first or add-first, got {self.order!r}")
+            check_number(getattr(self, name), f"device {name}", low=0)
+        check_choice(self.order, "device order", ("mul-first", "add-first"))
         limits = {"rows": (1, 65535), "cols": (1, 65535), "slots": (1, 255), "dac_bits": (2, 16),
                   "adc_bits": (2, 16), "max_batch": (1, 65535), "max_repeats": (1, 65535),
                   "max_frame": (1024, 1 << 30)}
         for name, (low, high) in limits.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ConfigError(f"device {name} must be an integer in [{low}, {high}], got {value!r}")
+            check_int(getattr(self, name), f"device {name}", low=low, high=high)
         if not (math.isfinite(self.full_scale) and self.full_scale > 0):
             raise ConfigError(f"device full_scale must be > 0, got {self.full_scale!r}")
 
@@ -103,10 +99,8 @@ class EmulatorConfig:
         except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise ConfigError(f"cannot read device file {path}: {error}") from None
         table = data.get("device", data)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(table) - known)
-        if unknown:
-            raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {path}; valid: {', '.join(sorted(known))}")
+        check_keys(check_table(table, f"[device] in {path}"), (f.name for f in fields(cls)), "",
+                   where=f" in {path}")
         return cls(**{**table, **{k: v for k, v in overrides.items() if v is not None}})
 
     def capabilities(self) -> Capabilities:
