@@ -36,7 +36,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import json
 import math
@@ -45,36 +44,24 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from hil._version import __version__
 from hil.errors import ConfigError, StoreError
-from hil.noise import check_sigma
-from hil.validation import check_int, check_number
+from hil.validation import check_number
+from hil.walking.records import PointKey, PointResult, canonical_json, config_hash, utc_now
+from hil.walking.store_export import COLUMNS
 
 SCHEMA_VERSION = 1
 """Version of the on-disk schema this hil writes; a store with a newer version is refused."""
 
+__all__ = [
+    "COLUMNS",
+    "SCHEMA_VERSION", "PointKey", "PointResult", "ResultStore", "canonical_json", "config_hash", "utc_now"]
+
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _NAN_TEXT = "NaN"
-
-COLUMNS: tuple[str, ...] = (
-    "experiment",
-    "site",
-    "sigma_add",
-    "sigma_mul",
-    "repeat",
-    "accuracy",
-    "loss",
-    "seed",
-    "wall_time",
-    "hil_version",
-    "created",
-)
-"""Columns of `ResultStore.export_csv` and `ResultStore.export_parquet`, in order."""
 
 _SCHEMA = """
 CREATE TABLE meta (
@@ -107,114 +94,6 @@ CREATE TABLE points (
 _POINT_FIELDS = "site, sigma_add, sigma_mul, repeat, accuracy, loss, seed, wall_time, hil_version, created"
 
 
-
-
-def utc_now() -> str:
-    """The current time as an ISO-8601 UTC timestamp with microseconds, e.g. ``2024-05-01T12:00:00.000000+00:00``."""
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _check_int(value: object, what: str, *, minimum: int = _INT64_MIN) -> int:
-    return check_int(value, what, low=minimum, high=_INT64_MAX, note="(SQLite INTEGER)")
-
-
-def _check_float(value: object, what: str) -> float:
-    return check_number(value, what, finite=False)
-
-
-@dataclass(frozen=True, order=True)
-class PointKey:
-    """Identity of one sweep point within an experiment.
-
-    Attributes:
-        site: Site name like ``"3:conv2"``, or ``"global"`` for a global sweep.
-        sigma_add: σa, finite and ≥ 0 (``-0.0`` is normalised to ``0.0``).
-        sigma_mul: σm, finite and ≥ 0.
-        repeat: Index of the repetition, ≥ 0.
-
-    Raises:
-        ConfigError: Empty site, σ not finite or negative, repeat not an integer ≥ 0.
-    """
-
-    site: str
-    sigma_add: float
-    sigma_mul: float
-    repeat: int
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.site, str) or not self.site:
-            raise ConfigError(f"site must be a non-empty string, got {self.site!r}")
-        # `+ 0.0` turns -0.0 into 0.0, as SQLite would on storage.
-        object.__setattr__(self, "sigma_add", check_sigma(self.sigma_add, "sigma_add") + 0.0)
-        object.__setattr__(self, "sigma_mul", check_sigma(self.sigma_mul, "sigma_mul") + 0.0)
-        object.__setattr__(self, "repeat", _check_int(self.repeat, "repeat", minimum=0))
-
-
-@dataclass(frozen=True)
-class PointResult:
-    """One evaluated point.
-
-    Attributes:
-        key: Which point.
-        accuracy: Accuracy in [0, 1] (not checked; stored exactly).
-        loss: Mean loss, or None if not computed.
-        seed: Seed of the noise draws (a signed 64-bit integer).
-        wall_time: Seconds spent evaluating the point.
-        hil_version: hil version that computed it (default: this one).
-        created: ISO-8601 UTC timestamp (default: now).
-
-    Raises:
-        ConfigError: A field of the wrong type, or a seed outside the signed 64-bit range.
-    """
-
-    key: PointKey
-    accuracy: float
-    loss: float | None
-    seed: int
-    wall_time: float
-    hil_version: str = __version__
-    created: str = field(default_factory=utc_now)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.key, PointKey):
-            raise ConfigError(f"key must be a PointKey, got {self.key!r}")
-        object.__setattr__(self, "accuracy", _check_float(self.accuracy, "accuracy"))
-        if self.loss is not None:
-            object.__setattr__(self, "loss", _check_float(self.loss, "loss"))
-        object.__setattr__(self, "seed", _check_int(self.seed, "seed"))
-        object.__setattr__(self, "wall_time", _check_float(self.wall_time, "wall_time"))
-        if not isinstance(self.hil_version, str) or not isinstance(self.created, str):
-            raise ConfigError("hil_version and created must be strings")
-
-
-def canonical_json(config: Mapping[str, object]) -> str:
-    """Canonical JSON of a config: sorted keys, no whitespace, no NaN/inf, non-ASCII kept.
-
-    Tuples become lists, so `ResultStore.config` returns lists. ``1`` and ``1.0`` differ.
-
-    Raises:
-        ConfigError: The config is not a mapping with string keys, or is not JSON-serialisable.
-    """
-    if not isinstance(config, Mapping):
-        raise ConfigError(f"an experiment config must be a mapping, got {type(config).__name__}")
-    try:
-        return json.dumps(dict(config), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"experiment config is not JSON-serialisable ({exc}); use str/int/float/bool/None, lists and dicts "
-            "with string keys, and finite floats"
-        ) from None
-
-
-def config_hash(config: Mapping[str, object]) -> str:
-    """Stable short hash of an experiment config: the first 16 hex digits of the SHA-256 of its canonical JSON.
-
-    Independent of key order (at every level), of the process and of the platform.
-
-    Raises:
-        ConfigError: The config is not JSON-serialisable.
-    """
-    return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()[:16]
 
 
 def _encode_float(value: float | None) -> float | str | None:
@@ -572,92 +451,14 @@ class ResultStore:
             ).fetchall()
         return [self._result(row) for row in rows]
 
-    def _rows(self, experiment: str | None) -> list[tuple[object, ...]]:
-        """Export rows in `COLUMNS` order: experiments in registration order, each in `results` order."""
-        if experiment is None:
-            ids = [str(entry["id"]) for entry in self.experiments()]
-        else:
-            ids = [experiment]
-        rows: list[tuple[object, ...]] = []
-        for id_ in ids:
-            for result in self.results(id_):
-                key = result.key
-                rows.append(
-                    (
-                        id_,
-                        key.site,
-                        key.sigma_add,
-                        key.sigma_mul,
-                        key.repeat,
-                        result.accuracy,
-                        result.loss,
-                        result.seed,
-                        result.wall_time,
-                        result.hil_version,
-                        result.created,
-                    )
-                )
-        return rows
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
-        """A temporary path next to ``path`` that replaces ``path`` on success (no half-written exports)."""
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            yield tmp
-            os.replace(tmp, target)
-        except OSError as exc:
-            raise StoreError(f"cannot write {target}: {exc}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
-
     def export_csv(self, path: str | os.PathLike[str], experiment: str | None = None) -> int:
-        """Write the points of ``experiment`` (all experiments if None) to a CSV file; return the rows written.
+        """Write the points of ``experiment`` (all if None) to CSV; see `hil.walking.store_export.export_csv`."""
+        from hil.walking.store_export import export_csv
 
-        The header is `COLUMNS`, including an ``experiment`` column (the id) in both cases. Floats are written
-        with ``repr`` so they parse back exactly; a missing loss is an empty field, NaN is ``nan``.
-
-        Raises:
-            StoreError: No such experiment, or the file cannot be written.
-        """
-        rows = self._rows(experiment)
-        with self._atomic_target(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(COLUMNS)
-            writer.writerows(rows)
-        return len(rows)
+        return export_csv(self, path, experiment)
 
     def export_parquet(self, path: str | os.PathLike[str], experiment: str | None = None) -> int:
-        """Write the points of ``experiment`` (all experiments if None) to a Parquet file; return the rows written.
+        """Write the points of ``experiment`` (all if None) to Parquet; see `hil.walking.store_export`."""
+        from hil.walking.store_export import export_parquet
 
-        Same columns as `export_csv`; floats are float64, ``repeat`` and ``seed`` int64, a missing loss is null.
-
-        Raises:
-            StoreError: pyarrow is not installed, no such experiment, or the file cannot be written.
-        """
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise StoreError(
-                "Parquet export needs pyarrow, which is not installed: pip install pyarrow (or use export_csv)"
-            ) from None
-        rows = self._rows(experiment)
-        types = {
-            "experiment": pa.string(),
-            "site": pa.string(),
-            "repeat": pa.int64(),
-            "seed": pa.int64(),
-            "hil_version": pa.string(),
-            "created": pa.string(),
-        }
-        schema = pa.schema([(name, types.get(name, pa.float64())) for name in COLUMNS])
-        table = pa.Table.from_pydict(
-            {name: [row[index] for row in rows] for index, name in enumerate(COLUMNS)}, schema=schema
-        )
-        with self._atomic_target(path) as tmp:
-            pq.write_table(table, tmp)
-        return len(rows)
+        return export_parquet(self, path, experiment)
