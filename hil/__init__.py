@@ -39,6 +39,12 @@ _LAZY = {
     "evaluate": "hil.evaluation",
     "save_checkpoint": "hil.checkpoint",
     "load_checkpoint": "hil.checkpoint",
+    "read_run_metadata": "hil.checkpoint",
+    "RunMetadata": "hil.run_metadata",
+    "open_run": "hil.runs",
+    "ResultStore": "hil.walking.store",
+    "run_study": "hil.studies.harden",
+    "get_executor": "hil.studies.engine",
     "walk_checkpoint": "hil.studies.walk",
     "walk_training": "hil.studies.training_walk",
     "fit_midpoint": "hil.walking.fit",
@@ -51,7 +57,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from hil.backends import get_backend, parse_backend_spec, register_backend
-    from hil.checkpoint import load_checkpoint, save_checkpoint
+    from hil.checkpoint import load_checkpoint, read_run_metadata, save_checkpoint
     from hil.config import TrainConfig
     from hil.data import Dataset, load_dataset
     from hil.evaluation import evaluate
@@ -60,11 +66,16 @@ if TYPE_CHECKING:
     from hil.guided.sensitivity import load_sensitivity
     from hil.models import create_model, list_models, register_model
     from hil.noisy_model import NoisyModel, wrap
+    from hil.run_metadata import RunMetadata
+    from hil.runs import open_run
     from hil.sites import Site
+    from hil.studies.engine import get_executor
+    from hil.studies.harden import run_study
     from hil.studies.training_walk import walk_training
     from hil.studies.walk import walk_checkpoint
     from hil.training import train
     from hil.walking.fit import fit_midpoint
+    from hil.walking.store import ResultStore
     from hil.walking.sweep import SweepSpec
 
 

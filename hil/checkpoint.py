@@ -28,9 +28,8 @@ from torch import nn
 
 from hil._version import __version__
 from hil.errors import CheckpointError, HilError
+from hil.run_metadata import FORMAT, FORMAT_VERSION, RunMetadata, check_envelope
 
-FORMAT = "hil-checkpoint"
-FORMAT_VERSION = 1
 METADATA = "metadata.json"
 WEIGHTS = "model.safetensors"
 OPTIMIZER = "optimizer.safetensors"
@@ -43,12 +42,17 @@ class Checkpoint:
     Attributes:
         path: The checkpoint directory.
         model: The rebuilt inner model with its weights (CPU, eval mode).
-        metadata: The parsed ``metadata.json``.
+        metadata: The parsed ``metadata.json`` (its envelope checked; `run` checks and types the rest).
     """
 
     path: Path
     model: nn.Module
     metadata: dict[str, Any]
+
+    @property
+    def run(self) -> RunMetadata:
+        """The metadata, typed and checked (`hil.run_metadata.RunMetadata`)."""
+        return RunMetadata.from_dict(self.metadata, str(self.path / METADATA))
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -67,23 +71,25 @@ def is_checkpoint(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / METADATA).is_file()
 
 
-def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, metadata: dict[str, Any],
+def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, metadata: RunMetadata | dict[str, Any],
                     optimizer: torch.optim.Optimizer | None = None) -> Path:
     """Write ``model``'s weights, optional optimizer state and ``metadata`` to directory ``path``.
 
-    ``metadata`` must hold ``model`` (``{"name", "kwargs"}``); format and version fields are
-    added here.
+    ``metadata`` is a `RunMetadata` or a plain mapping that holds ``model`` (``{"name", "kwargs"}``); format
+    and version fields are added here.
 
     Raises:
         CheckpointError: The directory cannot be written.
     """
     directory = Path(path)
+    if isinstance(metadata, RunMetadata):
+        metadata = metadata.to_dict()
     try:
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
         _atomic_write(directory / WEIGHTS, lambda p: save_file(state, p))
-        full = {"format": FORMAT, "format_version": FORMAT_VERSION, "hil_version": __version__,
-                **metadata}
+        envelope = {"format": FORMAT, "format_version": FORMAT_VERSION, "hil_version": __version__}
+        full = {**envelope, **{key: value for key, value in metadata.items() if key not in envelope}}
         if optimizer is not None:
             tensors, scalars = _split_optimizer_state(optimizer)
             _atomic_write(directory / OPTIMIZER, lambda p: save_file(tensors, p))
@@ -126,19 +132,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         metadata = json.loads(meta_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"cannot read {meta_path}: {error}") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{meta_path} is not a hil checkpoint (missing format: {FORMAT!r})")
-    version = metadata.get("format_version")
-    if not isinstance(version, int) or version < 1:
-        raise CheckpointError(f"{meta_path} has an invalid format_version {version!r}")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {directory} has format version {version}, newer than this hil "
-            f"({__version__}) reads (≤ {FORMAT_VERSION}); upgrade hil to load it"
-        )
-    model = metadata.get("model")
-    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
-        raise CheckpointError(f"{meta_path} does not name its model (metadata.model.name)")
+    check_envelope(metadata, str(meta_path))
     return metadata
 
 
@@ -235,3 +229,12 @@ def load_optimizer_state(path: str | os.PathLike[str], optimizer: torch.optim.Op
         optimizer.load_state_dict({"state": state, "param_groups": scalars["param_groups"]})
     except (ValueError, KeyError) as error:
         raise CheckpointError(f"optimizer state in {directory} does not fit: {error}") from None
+
+
+def read_run_metadata(path: str | os.PathLike[str]) -> RunMetadata:
+    """`read_metadata`, typed and fully checked.
+
+    Raises:
+        CheckpointError: See `read_metadata`, or a field of the wrong kind (named in the message).
+    """
+    return RunMetadata.from_dict(read_metadata(path), str(Path(path) / METADATA))

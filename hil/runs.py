@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hil.backends.base import Backend
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from hil.data import Dataset
     from hil.noise import NoiseSpec
     from hil.noisy_model import NoisyModel
+    from hil.run_metadata import RunMetadata
 
 
 @dataclass(frozen=True)
@@ -38,23 +39,26 @@ class OpenRun:
     noisy: NoisyModel
 
 
-def load_checkpoint_data(metadata: dict[str, Any], data_dir: str | None = None) -> Dataset:
+def load_checkpoint_data(metadata: RunMetadata, data_dir: str | None = None) -> Dataset:
     """The dataset a checkpoint was trained on, split with its seed (so the test split is unseen).
+
+    Args:
+        metadata: The checkpoint's metadata (`hil.checkpoint.Checkpoint.run`).
+        data_dir: Where the data files are; None uses the folder recorded at training time.
 
     Raises:
         HilError: Unknown dataset or missing files.
     """
     from hil.data import load_dataset
 
-    data_spec = metadata.get("dataset") or {}
-    name = data_spec.get("name", "mnist5k")
-    shape = data_spec.get("input_shape")
+    info = metadata.dataset
+    synthetic = info.name == "synthetic"
     return load_dataset(
-        name,
-        data_dir=data_dir if data_dir is not None else data_spec.get("data_dir"),
-        seed=int(data_spec.get("seed", 0)),
-        input_shape=tuple(shape) if name == "synthetic" and shape else None,
-        num_classes=data_spec.get("num_classes") if name == "synthetic" else None,
+        info.name,
+        data_dir=data_dir if data_dir is not None else info.data_dir,
+        seed=info.seed,
+        input_shape=info.input_shape if synthetic else None,
+        num_classes=info.num_classes if synthetic else None,
     )
 
 
@@ -76,7 +80,7 @@ def open_run(checkpoint: str | os.PathLike[str], backend: str | BackendSpec | Ba
     runner = None if isinstance(backend, str | BackendSpec) else backend
     try:
         loaded = load_checkpoint(checkpoint)
-        data = load_checkpoint_data(loaded.metadata, data_dir)
+        data = load_checkpoint_data(loaded.run, data_dir)
         if runner is None:
             runner = get_backend(backend)  # type: ignore[arg-type]  # a spec, by the test above
         yield OpenRun(loaded, data, runner, wrap(loaded.model, runner, noise))

@@ -11,6 +11,7 @@ import inspect
 import math
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,6 +33,7 @@ from hil.config import TrainConfig
 from hil.errors import CheckpointError, ConfigError
 from hil.evaluation import EvaluationResult, accuracy, evaluate
 from hil.noise import NoiseSpec
+from hil.run_metadata import DatasetInfo, ModelInfo, RunMetadata, TrainingState
 from hil.seeding import derive_seed
 
 NOISY_EVAL_REPEATS = 3
@@ -173,20 +175,20 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
     first_epoch = 0
     if resume_from is not None:
         checkpoint = load_checkpoint(resume_from)
-        training = checkpoint.metadata.get("training") or {}
-        stored = TrainConfig.from_dict(training.get("config") or {})
+        previous = checkpoint.run
+        stored = TrainConfig.from_dict(previous.training.config)
         if replace(stored, epochs=config.epochs) != config:
             raise ConfigError(
                 f"--resume {resume_from}: the run's settings differ from the checkpoint's; "
                 f"only --epochs may change when resuming"
             )
-        first_epoch = int(training.get("epochs_done", 0))
+        first_epoch = previous.training.epochs_done
         if first_epoch >= config.epochs:
             raise ConfigError(
                 f"{resume_from} already finished {first_epoch} epochs; pass --epochs "
                 f"greater than {first_epoch} to train further"
             )
-        history = [EpochRecord(**r) for r in training.get("history", [])]
+        history = [_epoch_record(r, resume_from) for r in previous.training.history]
         model = checkpoint.model
     else:
         torch.manual_seed(derive_seed(config.seed, "init"))
@@ -199,8 +201,8 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
     noise, calibration = config.noise, None
     if config.calibration is not None:
         if resume_from is not None:
-            noise = NoiseSpec.from_dict(checkpoint.metadata["noise"])
-            calibration = checkpoint.metadata.get("calibration")
+            noise = NoiseSpec.from_dict(previous.noise)
+            calibration = None if previous.calibration is None else dict(previous.calibration)
         else:
             noise, calibration = calibrated_noise(config.calibration, model, data.train_x)
     backend = get_backend(config.backend)
@@ -209,20 +211,18 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
         optimizer = torch.optim.Adam(noisy.model.parameters(), lr=config.lr)
         if resume_from is not None:
             load_optimizer_state(resume_from, optimizer, checkpoint.metadata)
-        metadata = {
-            "model": {"name": config.model,
-                      "kwargs": _model_kwargs(noisy.model, {"bn": config.bn}),
-                      **({"quant": {"bits": config.quant, "act_scaling": config.act_scaling}}
-                         if config.quant is not None else {})},
-            "sites": [site.to_dict() for site in noisy.sites],
-            "noise": noise.to_dict(),
-            **({"calibration": calibration} if calibration is not None else {}),
-            "backend": config.backend,
-            "dataset": {"name": config.dataset, "data_dir": config.data_dir,
-                        "seed": config.seed, "input_shape": list(data.input_shape),
-                        "num_classes": data.num_classes},
-            "seed": config.seed,
-        }
+        metadata = RunMetadata(
+            model=ModelInfo(config.model, _model_kwargs(noisy.model, {"bn": config.bn}),
+                            None if config.quant is None else {"bits": config.quant,
+                                                               "act_scaling": config.act_scaling}),
+            sites=tuple(site.to_dict() for site in noisy.sites),
+            noise=noise.to_dict(),
+            calibration=calibration,
+            backend=config.backend,
+            dataset=DatasetInfo(config.dataset, config.data_dir, config.seed, tuple(data.input_shape),
+                                data.num_classes),
+            seed=config.seed,
+        )
         steps = _steps_per_epoch(len(data.train_x), config.batch_size)
         if overwrite and resume_from is None and out.is_dir():
             _remove_old_run(out)
@@ -233,23 +233,22 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
             history.append(record)
             if progress is not None:
                 progress.epoch_done(record)
-            state = {"model": metadata["model"], "training": _training_state(config, history)}
             if keep_epochs:
                 save_checkpoint(out / "epochs" / f"epoch-{epoch + 1:04d}", noisy.model,
-                                {**metadata, **state, "metrics": {"test_accuracy": record.test_accuracy}},
+                                replace(metadata, training=_training_state(config, history),
+                                        metrics={"test_accuracy": record.test_accuracy}),
                                 optimizer)
         clean = accuracy(noisy.model, data.test_x, data.test_y)
         noisy_result = None
         if not noise.is_clean:
             noisy_result = evaluate(noisy, data.test_x, data.test_y, repeats=NOISY_EVAL_REPEATS,
                                     seed=derive_seed(config.seed, "eval"))
-        metrics: dict[str, Any] = {"test_accuracy": clean}
+        metrics: dict[str, float] = {"test_accuracy": clean}
         if noisy_result is not None:
             metrics["noisy_test_accuracy"] = noisy_result.mean
             metrics["noisy_test_accuracy_std"] = noisy_result.std
         save_checkpoint(out, noisy.model,
-                        {**metadata, "training": _training_state(config, history), "metrics": metrics},
-                        optimizer)
+                        replace(metadata, training=_training_state(config, history), metrics=metrics), optimizer)
     finally:
         backend.close()
     return TrainResult(out, clean, noisy_result, tuple(history), noise)
@@ -272,9 +271,15 @@ def _steps_per_epoch(samples: int, batch_size: int) -> int:
     return full + (1 if rest > 1 else 0)  # a last batch of 1 breaks BatchNorm; drop it
 
 
-def _training_state(config: TrainConfig, history: list[EpochRecord]) -> dict[str, Any]:
-    return {"config": config.to_dict(), "epochs_done": len(history),
-            "history": [asdict(r) for r in history]}
+def _training_state(config: TrainConfig, history: list[EpochRecord]) -> TrainingState:
+    return TrainingState(config.to_dict(), len(history), tuple(asdict(r) for r in history))
+
+
+def _epoch_record(record: Mapping[str, Any], checkpoint: Path) -> EpochRecord:
+    try:
+        return EpochRecord(**record)
+    except TypeError:
+        raise CheckpointError(f"{checkpoint}: training.history holds a record hil cannot read: {record!r}") from None
 
 
 def _train_epoch(noisy: nn.Module, optimizer: torch.optim.Optimizer, data: Any,

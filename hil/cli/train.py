@@ -63,14 +63,14 @@ def train(
              "quant": quant, "act_scaling": act_scaling,
              "noise": noise_flags(sigma_add, sigma_mul, order, sites, gradient, executions)}
     if resume is not None:
-        from hil.checkpoint import read_metadata
+        from hil.checkpoint import read_run_metadata
 
         given = [k for k, v in flags.items() if v is not None and k not in ("epochs", "noise")]
         given += [f"noise.{k}" for k, v in flags["noise"].items() if v is not None]
         if given or config is not None:
             raise ConfigError(f"--resume takes the run's settings from the checkpoint; only --epochs "
                               f"may be given (got {', '.join(given) or '--config'})")
-        stored = read_metadata(resume).get("training", {}).get("config") or {}
+        stored = read_run_metadata(resume).training.config
         run = TrainConfig.from_dict({**stored, **({"epochs": epochs} if epochs is not None else {})})
         from hil.training import run_directory
 

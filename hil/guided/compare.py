@@ -306,7 +306,7 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
         clean_macs = sum(s.macs for s, n in zip(noisy.sites, plan, strict=True) if n.is_clean)
         site_curves = None
         if sensitivity is not None:
-            model_name = (loaded.metadata.get("model") or {}).get("name")
+            model_name = loaded.run.model.name
             site_curves = sensitivity.for_sites([s.name for s in noisy_sites], [s.name for s in noisy.sites],
                                                 model_name)
         sigma = [n.sigma_mul if kind == "mul" else n.sigma_add for n in plan if not n.is_clean]

@@ -131,7 +131,7 @@ def run_study(base: TrainConfig, out: str | os.PathLike[str], *, bits: Sequence[
     Raises:
         HilError: Bad settings, data or checkpoints.
     """
-    from hil.checkpoint import read_metadata
+    from hil.checkpoint import read_run_metadata
     from hil.walking.grid import default_sigmas
 
     if repeats < 1 or walk_repeats < 1:
@@ -156,7 +156,7 @@ def run_study(base: TrainConfig, out: str | os.PathLike[str], *, bits: Sequence[
             if progress is not None:
                 progress(f"{variant.label}, network {seed + 1}/{repeats}")
             checkpoint = _train_once(base, variant, seed, sigma or 0.0, folder)
-            accuracies.append(float(read_metadata(checkpoint)["metrics"]["test_accuracy"]))
+            accuracies.append(read_run_metadata(checkpoint).test_accuracy)
             mus.append(_global_mu(checkpoint, folder, grid, walk_repeats, base.backend, executor))
         results.append(VariantResult(variant, tuple(accuracies), tuple(mus)))
     summary = {"model": base.model, "dataset": base.dataset, "epochs": base.epochs, "repeats": repeats,
