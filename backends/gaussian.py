@@ -112,12 +112,13 @@ class GaussianBackend:
     # -- training: the paper's two-draw form, noise constant for autograd -----------------
 
     def _perturb_differentiable(self, y: torch.Tensor, noise: SiteNoise) -> torch.Tensor:
+        gain: torch.Tensor | None = None
+        offset: torch.Tensor | None = None
         with torch.no_grad():
             if noise.order == "add-first" and noise.sigma_add and noise.sigma_mul:
                 gain, offset = self._add_first_terms(y, noise)
             else:
                 scale = 1.0 / math.sqrt(noise.repeats)
-                gain = offset = None
                 if noise.sigma_mul:
                     gain = self._normal_like(y, 1.0, noise.sigma_mul * scale)
                 if noise.sigma_add:
@@ -145,6 +146,6 @@ class GaussianBackend:
 
 def _affine(y: torch.Tensor, gain: torch.Tensor | None, offset: torch.Tensor | None) -> torch.Tensor:
     if gain is None:
-        return y + offset
+        return y if offset is None else y + offset
     return y * gain if offset is None else torch.addcmul(offset, y, gain)
 

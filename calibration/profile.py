@@ -22,10 +22,13 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from hil.errors import ConfigError
 from hil.validation import check_choice, check_int, check_number, check_table
+
+if TYPE_CHECKING:
+    from hil.noise import Order
 
 PROFILE_VERSION = 1
 """Version this hil writes; a newer one is refused."""
@@ -56,7 +59,7 @@ class CalibrationProfile:
     design: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     seconds: float = 0.0
-    order: str = "mul-first"
+    order: Order = "mul-first"
     version: int = PROFILE_VERSION
 
     @property
@@ -174,7 +177,7 @@ def _profile_from(data: dict[str, Any], source: Path) -> CalibrationProfile:
             entry = estimates.get(key)
             check_number(entry.get("value") if isinstance(entry, dict) else None, f"estimates.{key}.value", low=0)
         seconds = check_number(data.get("seconds", 0.0), "seconds", low=0)
-        order = check_choice(data.get("order", "mul-first"), "order", ("mul-first", "add-first"))
+        order = cast("Order", check_choice(data.get("order", "mul-first"), "order", ("mul-first", "add-first")))
         created = data.get("created", "")
         if not isinstance(created, str):
             raise ConfigError(f"created must be a string, got {type(created).__name__}")
@@ -213,7 +216,7 @@ def _toml_value(value: Any) -> str:
 
 def _to_toml(data: dict[str, Any], prefix: str = "") -> str:
     lines = []
-    tables = []
+    tables: list[tuple[str, Any]] = []
     for key, value in data.items():
         if value is None:  # TOML has no null: leave the key out
             continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,7 +37,8 @@ def matmul_scales(model: nn.Module, inputs: torch.Tensor) -> dict[str, tuple[flo
 def _recorder(path: str, found: dict[str, tuple[float, float, int]]):  # noqa: ANN202
     def hook(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         x = args[0]
-        weight = module.weight.detach().reshape(module.weight.shape[0], -1)
+        parameter = cast(torch.Tensor, module.weight)
+        weight = parameter.detach().reshape(parameter.shape[0], -1)
         weight_scale = float(weight.abs().amax(dim=1).pow(2).mean().sqrt())
         if isinstance(module, nn.Conv2d) and module.groups == 1 and not isinstance(module.padding, str):
             patches = F.unfold(x, module.kernel_size, dilation=module.dilation, padding=module.padding,

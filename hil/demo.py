@@ -105,6 +105,7 @@ def run_demo(out: str | os.PathLike[str], settings: DemoSettings = DemoSettings(
 
         done = timed("5/6 repeated executions on the device: none, uniform, 1/μ, greedy")
         noise = trained.noise
+        assert noise is not None  # train() always reports the noise it trained with
         backend = f"device:{address}#calibration={profile_path}"
         comparison = evaluate_repetitions(folder / "mlp", STRATEGIES, budget=settings.budget, noise=noise,
                                           walk=walk, backend=backend, repeats=settings.draws)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from hil.seeding import derive_seed
+
+if TYPE_CHECKING:
+    from hil.noisy_model import NoisyModel
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
     return correct / max(len(inputs), 1)
 
 
-def evaluate(noisy_model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *,
+def evaluate(noisy_model: NoisyModel, inputs: torch.Tensor, labels: torch.Tensor, *,
              repeats: int = 1, seed: int = 0, batch_size: int = 1000) -> EvaluationResult:
     """Accuracy of a wrapped model over ``repeats`` fresh noise draws.
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from hil.errors import ConfigError, SiteError
 from hil.validation import check_choice, check_int, check_keys, check_number
@@ -211,7 +211,7 @@ class NoiseSpec:
         plan = [base if i in selected else quiet for i in range(len(sites))]
         for override in self.overrides:
             index = find_site(sites, override.site)
-            changes = {
+            changes: dict[str, Any] = {
                 k: v
                 for k, v in (("sigma_add", override.sigma_add), ("sigma_mul", override.sigma_mul),
                              ("repeats", override.repeats))
@@ -230,13 +230,17 @@ def _override_from(item: object) -> SiteOverride:
     return SiteOverride(**item)
 
 
-class SiteLike:
+class SiteLike(Protocol):
     """Structural type of a site as `resolve` needs it (see `hil.sites.Site`)."""
 
-    index: int
-    name: str
-    path: str
-    is_matmul: bool
+    @property
+    def index(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def is_matmul(self) -> bool: ...
 
 
 def find_site(sites: Sequence[SiteLike], selector: SiteSelector) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -356,7 +356,8 @@ def wrap(model: nn.Module, backend: Backend | str = "sim", noise: NoiseSpec | No
     if noisy.noise.seed is not None:
         backend.reseed(noisy.noise.seed)
     if example_input is None and hasattr(model, "input_shape"):
-        example_input = torch.zeros((2, *model.input_shape), device=backend.device)
+        shape = cast(tuple[int, ...], model.input_shape)
+        example_input = torch.zeros((2, *shape), device=backend.device)
     if example_input is not None:
         noisy.retrace(example_input.to(backend.device))
     return noisy

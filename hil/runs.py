@@ -82,7 +82,7 @@ def open_run(checkpoint: str | os.PathLike[str], backend: str | BackendSpec | Ba
         loaded = load_checkpoint(checkpoint)
         data = load_checkpoint_data(loaded.run, data_dir)
         if runner is None:
-            runner = get_backend(backend)  # type: ignore[arg-type]  # a spec, by the test above
+            runner = get_backend(backend)
         yield OpenRun(loaded, data, runner, wrap(loaded.model, runner, noise))
     finally:
         if runner is not None:

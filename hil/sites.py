@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -85,8 +86,8 @@ def _site_functions() -> dict[Callable[..., object], str]:
              F.adaptive_max_pool2d_with_indices, F.adaptive_max_pool3d_with_indices,
              F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
              F.adaptive_avg_pool3d]
-    kinds.update({fn: "act" for fn in activations})
-    kinds.update({fn: "pool" for fn in pools})
+    kinds.update(dict.fromkeys(cast(list[Callable[..., object]], activations), "act"))
+    kinds.update(dict.fromkeys(cast(list[Callable[..., object]], pools), "pool"))
     return kinds
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,9 @@ from hil.evaluation import EvaluationResult, accuracy, evaluate
 from hil.noise import NoiseSpec
 from hil.run_metadata import DatasetInfo, ModelInfo, RunMetadata, TrainingState
 from hil.seeding import derive_seed
+
+if TYPE_CHECKING:
+    from hil.noisy_model import NoisyModel
 
 NOISY_EVAL_REPEATS = 3
 """Noise draws for the noisy accuracy reported at the end of training."""
@@ -282,7 +285,7 @@ def _epoch_record(record: Mapping[str, Any], checkpoint: Path) -> EpochRecord:
         raise CheckpointError(f"{checkpoint}: training.history holds a record hil cannot read: {record!r}") from None
 
 
-def _train_epoch(noisy: nn.Module, optimizer: torch.optim.Optimizer, data: Any,
+def _train_epoch(noisy: NoisyModel, optimizer: torch.optim.Optimizer, data: Any,
                  config: TrainConfig, epoch: int, progress: TrainProgress | None) -> EpochRecord:
     started = time.perf_counter()
     lr = cosine_lr(config.lr, epoch, config.epochs)

@@ -46,7 +46,7 @@ def check_int(value: object, what: str, *, low: int | None = None, high: int | N
     number: int | None = None
     if not isinstance(value, bool):
         try:
-            number = operator.index(value)  # type: ignore[call-overload]
+            number = operator.index(value)  # type: ignore[arg-type]
         except TypeError:
             number = None
     if number is None or (low is not None and number < low) or (high is not None and number > high):

@@ -121,7 +121,7 @@ def quantize(model: nn.Module, config: QuantConfig) -> nn.Module:
             setattr(model, name, replacement)
         else:
             quantize(child, config)
-    model.quant_config = config
+    model.quant_config = config  # type: ignore[assignment]  # nn.Module's __setattr__ is typed for tensors/modules
     return model
 
 

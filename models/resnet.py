@@ -20,6 +20,7 @@ paper's count); 32 with the CIFAR stem. With ``noisy_bn=True`` the BN outputs be
 from __future__ import annotations
 
 from functools import partial
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -55,23 +56,26 @@ class BasicBlock(nn.Module):
         out = self._bn(self.bn2, self.conv2(out))
         skip = x
         if len(self.shortcut):
-            skip = self._bn(self.shortcut[1], self.shortcut[0](x))
+            skip = self._bn(cast(nn.BatchNorm2d, self.shortcut[1]), self.shortcut[0](x))
         total = out + skip
         return F.relu(total) if self.noisy_add else total.clamp_min(0)
 
 
 def _digital_bn(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
     """BatchNorm without going through ``F.batch_norm`` (so it is no noise site), same numbers."""
+    running_mean, running_var, batches = bn.running_mean, bn.running_var, bn.num_batches_tracked
+    if running_mean is None or running_var is None or batches is None or bn.momentum is None:
+        raise ModelError("digital BatchNorm needs running statistics and a momentum (track_running_stats=True)")
     if bn.training:
         mean = x.mean(dim=(0, 2, 3))
         var = x.var(dim=(0, 2, 3), unbiased=False)
         with torch.no_grad():
             count = x.numel() / x.shape[1]
-            bn.running_mean.mul_(1 - bn.momentum).add_(bn.momentum * mean)
-            bn.running_var.mul_(1 - bn.momentum).add_(bn.momentum * var * count / max(count - 1, 1))
-            bn.num_batches_tracked.add_(1)
+            running_mean.mul_(1 - bn.momentum).add_(bn.momentum * mean)
+            running_var.mul_(1 - bn.momentum).add_(bn.momentum * var * count / max(count - 1, 1))
+            batches.add_(1)
     else:
-        mean, var = bn.running_mean, bn.running_var
+        mean, var = running_mean, running_var
     scale = bn.weight / torch.sqrt(var + bn.eps)
     return x * scale[None, :, None, None] + (bn.bias - mean * scale)[None, :, None, None]
 

@@ -146,7 +146,7 @@ class DeviceBackend:
     def _quantise(self, w: np.ndarray, key: tuple[int, int, int]) -> list[_Tile]:
         caps = self.caps
         out_features, in_features = w.shape
-        tiles = []
+        tiles: list[_Tile] = []
         for r0 in range(0, in_features, caps.rows):
             r1 = min(r0 + caps.rows, in_features)
             for c0 in range(0, out_features, caps.cols):

@@ -24,6 +24,8 @@ A query that fails queues an error and sends no reply (SCPI convention); the hos
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from hil.backends.device.driver import DeviceStatus
@@ -53,11 +55,12 @@ class ScpiDriver:
         self.description = f"visa:{resource}"
         try:
             self._manager = pyvisa.ResourceManager(library)
-            self._instrument = self._manager.open_resource(resource)
+            # open_resource is typed as the base Resource; every resource we open is message based
+            self._instrument: Any = self._manager.open_resource(resource)
         except (pyvisa.Error, OSError, ValueError, ImportError) as error:
             raise DeviceError(f"cannot open VISA resource {resource}: {str(error).splitlines()[0]}; check the "
                               f"name (e.g. ASRL/dev/pts/7::INSTR) and that the device is on") from None
-        instrument = self._instrument
+        instrument: Any = self._instrument
         instrument.read_termination = "\n"
         instrument.write_termination = "\n"
         instrument.timeout = int(timeout * 1000)

@@ -84,12 +84,12 @@ def evaluate(
         raise ConfigError("--budget goes with --guided-reps or --compare-reps")
     from hil.evaluation_job import evaluate_checkpoint
 
-    report = evaluate_checkpoint(checkpoint, backend, noise, repeats=repeats or 1, seed=seed,
-                                 data_dir=data_dir, batch_size=batch_size)
+    evaluation = evaluate_checkpoint(checkpoint, backend, noise, repeats=repeats or 1, seed=seed,
+                                     data_dir=data_dir, batch_size=batch_size)
     if as_json:
-        emit_json(report.to_dict())
+        emit_json(evaluation.to_dict())
         return
-    result = report.result
+    result = evaluation.result
     stdout.print(f"accuracy: {result.mean:.2%} ± {result.std:.2%} over {result.repeats} "
                  f"repeat{'s' if result.repeats > 1 else ''} ({describe_noise(noise)}, "
-                 f"backend {report.backend}, {result.samples} test samples)")
+                 f"backend {evaluation.backend}, {result.samples} test samples)")

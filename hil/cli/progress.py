@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from rich.console import Console
 from rich.progress import (
@@ -29,7 +29,7 @@ class ProgressBar:
         self._progress = _bar(console, label)
         self._task: Any = None
 
-    def __enter__(self) -> ProgressBar:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
@@ -45,7 +45,7 @@ class ProgressBar:
     def advance(self, steps: int = 1, description: str | None = None) -> None:
         """Move the bar ``steps`` forward (and change its text)."""
         if self._task is not None:
-            extra = {} if description is None else {"description": description}
+            extra: dict[str, Any] = {} if description is None else {"description": description}
             self._progress.update(self._task, advance=steps, **extra)
 
     def describe(self, description: str) -> None:

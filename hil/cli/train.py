@@ -60,13 +60,13 @@ def train(
     flags = {"model": model, "bn": bn, "dataset": dataset, "data_dir": data_dir, "epochs": epochs,
              "batch_size": batch_size, "lr": lr, "seed": seed, "clamp_weights": clamp_weights,
              "backend": backend, "calibration": None if calibration is None else str(calibration),
-             "quant": quant, "act_scaling": act_scaling,
-             "noise": noise_flags(sigma_add, sigma_mul, order, sites, gradient, executions)}
+             "quant": quant, "act_scaling": act_scaling}
+    noise_settings = noise_flags(sigma_add, sigma_mul, order, sites, gradient, executions)
     if resume is not None:
         from hil.checkpoint import read_run_metadata
 
-        given = [k for k, v in flags.items() if v is not None and k not in ("epochs", "noise")]
-        given += [f"noise.{k}" for k, v in flags["noise"].items() if v is not None]
+        given = [k for k, v in flags.items() if v is not None and k != "epochs"]
+        given += [f"noise.{k}" for k, v in noise_settings.items() if v is not None]
         if given or config is not None:
             raise ConfigError(f"--resume takes the run's settings from the checkpoint; only --epochs "
                               f"may be given (got {', '.join(given) or '--config'})")
@@ -78,7 +78,7 @@ def train(
     else:
         if out is None:
             raise ConfigError("--out is required: the directory where the checkpoint goes")
-        run = merge_config(read_toml(config) if config else {}, flags)
+        run = merge_config(read_toml(config) if config else {}, {**flags, "noise": noise_settings})
     from hil.training import train as train_run
 
     with TrainProgress(stderr) as progress:

@@ -120,6 +120,7 @@ def walk(
             from hil.config import TrainConfig
 
             folder = out or Path("runs") / f"walk-{model}-{dataset}"
+            assert model is not None  # checked above: --train-per-point needs --model
             base = TrainConfig(model=model, bn=bn, dataset=dataset, data_dir=data_dir, epochs=epochs,
                                backend=backend)
             report = walk_training(base, spec, folder, progress=bar.points, executor=executor)

@@ -94,7 +94,7 @@ def _features(root: Path, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if not items:
         raise DataError(f"dataset 'gsc': {root} has no keyword folders ({', '.join(WORDS)}) with wav files")
     per_class = max(1, len(items) // len(WORDS))
-    chosen = rng.permutation(len(unknown))[:per_class] if unknown else []
+    chosen: list[int] = [int(i) for i in rng.permutation(len(unknown))[:per_class]] if unknown else []
     items += [(unknown[i], CLASSES.index("unknown")) for i in sorted(chosen)]
     features, labels, is_test = [], [], []
     for relative, label in items:

@@ -263,7 +263,8 @@ def _with_walk_sigma(noise: NoiseSpec, sensitivity: Sensitivity) -> tuple[NoiseS
                           f"--sigma-{sensitivity.noise} or run hil walk --global --noise {sensitivity.noise} "
                           f"--out {sensitivity.folder}")
     field = "sigma_mul" if sensitivity.noise == "mul" else "sigma_add"
-    return replace(noise, **{field: mu}), f"global μ of the walk ({mu:.4g})"
+    changed = replace(noise, sigma_mul=mu) if field == "sigma_mul" else replace(noise, sigma_add=mu)
+    return changed, f"global μ of the walk ({mu:.4g})"
 
 
 def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequence[str], *, budget: int,

@@ -19,7 +19,7 @@ import numpy as np
 
 from hil.errors import ConfigError
 from hil.walking.fit import CurveFit
-from hil.walking.report import STORE_NAME, SiteFit, fit_experiment
+from hil.walking.report import STORE_NAME, SiteFit, experiment_sizes, fit_experiment
 
 
 @dataclass(frozen=True)
@@ -187,5 +187,4 @@ def load_sensitivity(folder: str | os.PathLike[str], noise: str = "add") -> Sens
         if globals_:
             global_fit = fit_experiment(store, globals_[-1]).sites[0].fit
     sites = tuple(SiteSensitivity.from_site_fit(f) for f in report.sites)
-    return Sensitivity(Path(folder), noise, experiment, config, sites, global_fit,
-                       int(config.get("num_classes") or 10))
+    return Sensitivity(Path(folder), noise, experiment, config, sites, global_fit, experiment_sizes(config)[0])

@@ -14,6 +14,7 @@ backends evaluate points one by one.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -129,7 +130,7 @@ class InferenceWalk:
         for site, noise in zip(self.noisy.sites, plan, strict=True):
             if not noise.is_clean:
                 call = SiteCall(site.index, site.name, site.kind, noise)
-                hooks[site.index] = lambda tensor, call=call: stream.perturb(tensor, call)
+                hooks[site.index] = functools.partial(_perturb, stream, call)
         return hooks
 
     def evaluate_one(self, point: SweepPoint) -> tuple[float, float]:
@@ -237,3 +238,7 @@ def walk_checkpoint(checkpoint: str | os.PathLike[str], spec: SweepSpec, out: st
     if write_summary:
         write_mu(report, out)
     return report
+
+
+def _perturb(stream: Backend, call: SiteCall, tensor: torch.Tensor) -> torch.Tensor:
+    return stream.perturb(tensor, call)

@@ -79,7 +79,7 @@ class AdaptiveWalk:
 
     def _points(self, site_index: int, sigmas: list[float], repeats: int) -> list[SweepPoint]:
         name = self.sweep.noisy.sites[site_index].name
-        points = []
+        points: list[SweepPoint] = []
         for sigma in sigmas:
             sigma_add, sigma_mul = self.sweep.spec.sigma_pair(sigma)
             points.extend(SweepPoint(site_index, name, sigma, r, sigma_add, sigma_mul) for r in range(repeats))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hil.noisy_model import NoisyModel
+from hil.noisy_model import NoisyModel, SiteHook
 
 QUANTILES = tuple(q / 10 for q in range(1, 10))
 
@@ -59,7 +59,7 @@ def _site_values(noisy: NoisyModel, site: int, inputs: torch.Tensor, batch_size:
 
 
 def _accuracy(noisy: NoisyModel, site: int, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int,
-              hook: object) -> float:
+              hook: SiteHook) -> float:
     correct = 0
     with torch.no_grad():
         for start in range(0, len(inputs), batch_size):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -14,7 +15,7 @@ import numpy as np  # noqa: E402
 
 from hil.walking.report import WalkReport  # noqa: E402
 
-_STYLE = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "savefig.dpi": 200}
+_STYLE: dict[Any, Any] = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "savefig.dpi": 200}
 
 
 def _save(figure: plt.Figure, stem: Path) -> list[Path]:

@@ -12,11 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hil.errors import ConfigError
+from hil.validation import check_int, check_table
+from hil.walking.curve import Scale
 from hil.walking.fit import CurveFit, fit_midpoint, summarize_repeats
 from hil.walking.store import ResultStore
 from hil.walking.sweep import GLOBAL
@@ -78,12 +81,24 @@ def open_store(out: str | os.PathLike[str]) -> ResultStore:
     return ResultStore(folder / STORE_NAME)
 
 
+def experiment_sizes(config: Mapping[str, object]) -> tuple[int, int | None]:
+    """(number of classes, test samples per point or None) recorded in a stored experiment's config.
+
+    Raises:
+        ConfigError: The store holds values of the wrong kind (it is a file a user may receive).
+    """
+    classes = check_int(config.get("num_classes") or 10, "the store's num_classes", low=2)
+    samples = config.get("test_samples")
+    return classes, None if samples is None else check_int(samples, "the store's test_samples", low=1)
+
+
 def fit_experiment(store: ResultStore, experiment: str) -> WalkReport:
     """Fit μ for every site of ``experiment`` from its stored points (sites in first-recorded order)."""
     config = store.config(experiment)
-    sweep = config.get("sweep", {})
+    sweep = check_table(config.get("sweep", {}), f"experiment {experiment}: sweep")
     noise = sweep.get("noise", "add")
-    scale = "linear" if noise == "mul" else "log"
+    scale: Scale = "linear" if noise == "mul" else "log"
+    num_classes, n_samples = experiment_sizes(config)
     two_dimensional = bool(sweep.get("mul_sigmas"))
     by_site: dict[tuple[str, float | None], list[tuple[float, float]]] = {}
     for result in store.results(experiment):
@@ -93,8 +108,7 @@ def fit_experiment(store: ResultStore, experiment: str) -> WalkReport:
     fits = []
     for (site, row), rows in by_site.items():
         sigmas, mean, sem = summarize_repeats([r[0] for r in rows], [r[1] for r in rows])
-        fit = fit_midpoint(sigmas, mean, sem, num_classes=int(config.get("num_classes") or 10), scale=scale,
-                           n_samples=config.get("test_samples"))
+        fit = fit_midpoint(sigmas, mean, sem, num_classes=num_classes, scale=scale, n_samples=n_samples)
         fits.append(SiteFit(site, tuple(map(float, sigmas)), tuple(map(float, mean)), tuple(map(float, sem)), fit,
                             row))
     fits.sort(key=lambda f: (f.site == GLOBAL, int(f.site.split(":")[0]) if f.site[0].isdigit() else 0,

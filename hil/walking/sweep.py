@@ -120,7 +120,7 @@ def point_seed(seed: int, site_index: int, sigma: float, repeat: int, *more_sigm
 def sweep_points(spec: SweepSpec, site_names: list[str], site_indices: Iterable[int]) -> list[SweepPoint]:
     """All points of ``spec`` in run order (site, σ, repeat)."""
     targets = [(-1, GLOBAL)] if spec.is_global else [(i, site_names[i]) for i in site_indices]
-    points = []
+    points: list[SweepPoint] = []
     for index, name in targets:
         for sigma in spec.sigmas:
             if spec.mul_sigmas:

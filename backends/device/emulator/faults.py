@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, fields
+from typing import Any
 
 from hil.errors import ConfigError
 
@@ -38,7 +39,7 @@ class Faults:
         """
         if not text:
             return cls()
-        values: dict[str, float] = {}
+        values: dict[str, Any] = {}
         for item in text.split(","):
             key, eq, value = item.strip().partition("=")
             if not eq or key not in {f.name for f in fields(cls)}:

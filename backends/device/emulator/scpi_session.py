@@ -33,7 +33,7 @@ class ScpiSession:
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return the replies to every complete command."""
         self._buffer += data
-        replies = []
+        replies: list[bytes] = []
         while True:
             command = self._next_command()
             if command is None:

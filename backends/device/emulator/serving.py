@@ -168,11 +168,14 @@ class EmulatorProcess:
 
         self.process = subprocess.Popen([sys.executable, "-m", "hil", "device", "emulate", *args],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
-        line = self.process.stdout.readline().decode().strip() if ready else ""
+        output = self.process.stdout
+        assert output is not None  # stdout=PIPE
+        ready, _, _ = select.select([output], [], [], timeout)
+        line = output.readline().decode().strip() if ready else ""
         if not line:
             self.stop()
-            error = self.process.stderr.read().decode().strip().splitlines()
+            stream = self.process.stderr
+            error = stream.read().decode().strip().splitlines() if stream is not None else []
             raise DeviceError(f"the emulator did not start: {error[-1] if error else 'no announcement'}")
         self.address = line
 
