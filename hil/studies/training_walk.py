@@ -15,17 +15,16 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from hil.config import TrainConfig
-from hil.noise import find_site
 from hil.studies.engine import Executor, Outcome, ProgressCallback, StudyRun
-from hil.studies.walk import point_result
-from hil.walking.store import PointKey, PointResult, ResultStore
-from hil.walking.sweep import SweepPoint, SweepSpec, point_noise, sweep_points
+from hil.studies.sweep_study import SweepStudy
+from hil.walking.store import ResultStore
+from hil.walking.sweep import SweepPoint, SweepSpec, point_noise
 
 if TYPE_CHECKING:
     from hil.walking.report import WalkReport
 
 
-class TrainingWalk:
+class TrainingWalk(SweepStudy):
     """Train-per-point walk (a `Study` of `SweepPoint`; each unit is one point).
 
     Args:
@@ -39,26 +38,12 @@ class TrainingWalk:
         from hil.training import load_training_data
 
         self.base = base
-        self.spec = spec
         data = load_training_data(base)
         self.num_classes = data.num_classes
         self.test_samples = len(data.test_y)
         model = create_model(base.model, bn=base.bn, input_shape=data.input_shape, num_classes=data.num_classes)
         self.sites = wrap(model, "sim").sites
-        names = [s.name for s in self.sites]
-        if spec.is_global or spec.sites == "all":
-            indices = list(range(len(names)))
-        else:
-            indices = [find_site(self.sites, selector) for selector in spec.sites]
-        self.points = sweep_points(spec, names, indices)
-
-    def key(self, point: SweepPoint) -> PointKey:
-        """The results-store key of ``point``."""
-        return point.key
-
-    def result(self, point: SweepPoint, outcome: Outcome) -> PointResult:
-        """The stored row of ``point``."""
-        return point_result(self.spec, point, outcome)
+        super().__init__(spec, self.sites)
 
     def units(self, pending: Sequence[SweepPoint]) -> Iterable[list[SweepPoint]]:
         """One point per unit: every point is a training of its own."""

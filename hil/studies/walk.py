@@ -15,7 +15,6 @@ backends evaluate points one by one.
 from __future__ import annotations
 
 import functools
-import math
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -25,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from hil._version import __version__
 from hil.backends.base import Backend, ForksNoiseStreams, SiteCall
 from hil.backends.gaussian import GaussianBackend
-from hil.noise import SiteNoise, find_site
+from hil.noise import SiteNoise
 from hil.noisy_model import NoisyModel, SiteHook
 from hil.studies.engine import Executor, Outcome, ProgressCallback, StudyRun
-from hil.walking.store import PointKey, PointResult, ResultStore
-from hil.walking.sweep import SweepPoint, SweepSpec, point_noise, sweep_points
+from hil.studies.sweep_study import SweepStudy
+from hil.walking.store import ResultStore
+from hil.walking.sweep import SweepPoint, SweepSpec, point_noise
 
 if TYPE_CHECKING:
     from hil.walking.adaptive import AdaptivePlan
@@ -45,14 +44,6 @@ MAX_STACKED_ELEMENTS = 2**20
 slower per row than the one-point path (caches), so early, wide sites stack fewer draws."""
 
 
-def point_result(spec: SweepSpec, point: SweepPoint, outcome: Outcome) -> PointResult:
-    """The stored row of a walk point."""
-    loss = outcome.loss if outcome.loss is not None and math.isfinite(outcome.loss) else None
-    return PointResult(key=point.key, accuracy=float(outcome.accuracy), loss=loss, seed=point.seed(spec.seed),
-                       wall_time=outcome.seconds, hil_version=__version__,
-                       created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-
-
 def noise_stream(backend: Backend, seed: int) -> Backend:
     """Where a point's injected noise is drawn: the backend's own fork, else a seeded Gaussian emulator."""
     if isinstance(backend, ForksNoiseStreams):
@@ -60,7 +51,7 @@ def noise_stream(backend: Backend, seed: int) -> Backend:
     return GaussianBackend(backend.device, seed)
 
 
-class InferenceWalk:
+class InferenceWalk(SweepStudy):
     """Inference-only walk of a trained model on a test set (a `Study` of `SweepPoint`).
 
     Args:
@@ -74,24 +65,10 @@ class InferenceWalk:
         self.noisy = noisy.eval()
         self.inputs = inputs
         self.labels = labels
-        self.spec = spec
         self.stacks = spec.cached_prefix and isinstance(noisy.backend, ForksNoiseStreams)
-        names = [s.name for s in noisy.sites]
-        if spec.is_global or spec.sites == "all":
-            indices: Iterable[int] = range(len(names))
-        else:
-            indices = [find_site(noisy.sites, selector) for selector in spec.sites]
-        self.points = sweep_points(spec, names, indices)
+        super().__init__(spec, noisy.sites)
 
     # -- the Study protocol ----------------------------------------------------------------
-
-    def key(self, point: SweepPoint) -> PointKey:
-        """The results-store key of ``point``."""
-        return point.key
-
-    def result(self, point: SweepPoint, outcome: Outcome) -> PointResult:
-        """The stored row of ``point``."""
-        return point_result(self.spec, point, outcome)
 
     def units(self, pending: Sequence[SweepPoint]) -> Iterable[list[SweepPoint]]:
         """Runs of points sharing a site, sized so a stacked forward stays under `MAX_STACKED_ROWS`."""
