@@ -30,8 +30,8 @@ from hil.backends.device.transport import SerialTransport
 from hil.checkpoint import load_checkpoint
 from hil.config import TrainConfig
 from hil.evaluation import accuracy
-from hil.evaluation_job import load_checkpoint_data
 from hil.noisy_model import wrap
+from hil.runs import load_checkpoint_data
 from hil.training import train
 
 
@@ -103,7 +103,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         train(TrainConfig(model="mlp", dataset="mnist5k", epochs=10), Path(folder) / "mlp", keep_epochs=False)
         loaded = load_checkpoint(Path(folder) / "mlp")
-        data = load_checkpoint_data(loaded.metadata)
+        data = load_checkpoint_data(loaded.run)
     raw = raw_pty_rate()
     binary_process = EmulatorProcess("--port", "pty")
     scpi_process = EmulatorProcess("--port", "pty", "--framing", "scpi")

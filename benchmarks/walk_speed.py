@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import torch
 
@@ -34,23 +35,22 @@ def main() -> None:
     torch.manual_seed(0)
     model = create_model("lenet5").eval()  # accuracy values do not matter for timing
     spec = SweepSpec(noise="add", sigmas=sigmas, sites="all", repeats=repeats, batch_size=250)
-    sweep = InferenceWalk(wrap(model, "sim"), data.test_x, data.test_y, spec)
-    by_site: dict[int, list] = {}
-    for point in sweep.points:
-        by_site.setdefault(point.site_index, []).append(point)
+    times, accuracies = {}, {}
+    for cached_prefix in (True, False):
+        # the two paths through the study engine's own calls: units of stacked points vs one point per unit
+        walk = InferenceWalk(wrap(model, "sim"), data.test_x, data.test_y, replace(spec, cached_prefix=cached_prefix))
+        started = time.perf_counter()
+        outcomes = {}
+        for unit in walk.units(walk.points):
+            outcomes.update(zip(unit, walk.evaluate(unit), strict=True))
+        times[cached_prefix] = time.perf_counter() - started
+        accuracies[cached_prefix] = {point.key: outcome.accuracy for point, outcome in outcomes.items()}
+    sweep = walk
+    by_site = {point.site_index for point in sweep.points}
+    cached_s, naive_s = times[True], times[False]
+    cached, naive = accuracies[True], accuracies[False]
 
-    started = time.perf_counter()
-    cached = {}
-    for points in by_site.values():
-        for chunk in sweep._groups(points):
-            cached.update(zip(chunk, sweep.evaluate_stacked(chunk), strict=True))
-    cached_s = time.perf_counter() - started
-
-    started = time.perf_counter()
-    naive = {point: sweep.evaluate_naive(point) for point in sweep.points}
-    naive_s = time.perf_counter() - started
-
-    same = sum(cached[p][0] == naive[p][0] for p in sweep.points)
+    same = sum(cached[p.key] == naive[p.key] for p in sweep.points)
     print(f"walk speed — LeNet-5, mnist5k test set ({len(data.test_y)} samples), {len(by_site)} sites × "
           f"{len(sigmas)} σ × {repeats} repeats = {len(sweep.points)} points, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")
