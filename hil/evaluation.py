@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -83,9 +84,23 @@ def evaluate(noisy_model: NoisyModel, inputs: torch.Tensor, labels: torch.Tensor
     """
     if repeats < 1:
         raise ValueError(f"repeats must be ≥ 1, got {repeats}")
-    accuracies = []
-    for repeat in range(repeats):
-        noisy_model.backend.reseed(derive_seed(seed, "eval", repeat))
-        accuracies.append(accuracy(noisy_model, inputs, labels, batch_size))
-    std = statistics.stdev(accuracies) if repeats > 1 else 0.0
-    return EvaluationResult(statistics.fmean(accuracies), std, tuple(accuracies), len(inputs))
+    accuracies = [evaluate_draw(noisy_model, inputs, labels, seed=seed, draw=r, batch_size=batch_size)
+                  for r in range(repeats)]
+    return summarize_draws(accuracies, len(inputs))
+
+
+def evaluate_draw(noisy_model: NoisyModel, inputs: torch.Tensor, labels: torch.Tensor, *, seed: int, draw: int,
+                  batch_size: int = 1000) -> float:
+    """Accuracy under noise draw number ``draw`` of ``seed`` (the backend is reseeded for it).
+
+    `evaluate` is this for draws 0 … repeats − 1; a study that runs draws as separate points gets the same
+    numbers in any order.
+    """
+    noisy_model.backend.reseed(derive_seed(seed, "eval", draw))
+    return accuracy(noisy_model, inputs, labels, batch_size)
+
+
+def summarize_draws(accuracies: Sequence[float], samples: int) -> EvaluationResult:
+    """Mean, sample standard deviation and the draws themselves, as `evaluate` reports them."""
+    std = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+    return EvaluationResult(statistics.fmean(accuracies), std, tuple(accuracies), samples)

@@ -10,6 +10,7 @@ import typer
 from hil.cli.console import describe_noise, emit_json, stdout
 from hil.cli.options import (
     Executions,
+    ExecutorOption,
     Gradient,
     JsonFlag,
     Order,
@@ -49,11 +50,14 @@ def evaluate(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the noise draws.")] = 0,
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Override the dataset folder.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch size.")] = 1000,
+    executor: ExecutorOption = "local",
     as_json: JsonFlag = False,
 ) -> None:
     """Accuracy of a checkpoint under noise: mean ± std over --repeats noise draws."""
     from hil.noise import NoiseSpec
+    from hil.studies.engine import get_executor
 
+    runner = get_executor(executor)  # checked before any work, also where only repetitions use it
     flags = noise_flags(sigma_add, sigma_mul, order, sites, gradient, executions)
     noise = NoiseSpec.from_dict({k: v for k, v in flags.items() if v is not None})
     if device_layers is not None:
@@ -74,7 +78,7 @@ def evaluate(
                                      allocator=allocator, repeats=repeats)
         report = evaluate_repetitions(checkpoint, request.strategies, budget=request.budget, noise=noise,
                                       walk=request.walk, backend=backend, repeats=request.repeats, seed=seed,
-                                      cost=cost, data_dir=data_dir, batch_size=batch_size)
+                                      cost=cost, data_dir=data_dir, batch_size=batch_size, executor=runner)
         if as_json:
             emit_json(report.to_dict())
             return

@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hil.errors import ConfigError
 from hil.evaluation import EvaluationResult
@@ -22,6 +22,9 @@ from hil.guided.allocation import allocate_greedy, allocate_inverse_mu, predict_
 from hil.guided.sensitivity import Sensitivity, SiteSensitivity, load_sensitivity
 from hil.noise import NoiseSpec, SiteOverride
 from hil.validation import check_int
+
+if TYPE_CHECKING:
+    from hil.studies.engine import Executor
 
 STRATEGIES: tuple[str, ...] = ("none", "uniform", "guided-1/mu", "guided-greedy")
 """Strategies in table order."""
@@ -270,7 +273,7 @@ def _with_walk_sigma(noise: NoiseSpec, sensitivity: Sensitivity) -> tuple[NoiseS
 def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequence[str], *, budget: int,
                          noise: NoiseSpec, walk: str | os.PathLike[str] | None = None, backend: str = "sim",
                          repeats: int = 5, seed: int = 0, cost: str = "executions", data_dir: str | None = None,
-                         batch_size: int = 1000) -> RepetitionReport:
+                         batch_size: int = 1000, executor: str | Executor | None = None) -> RepetitionReport:
     """Accuracy of ``checkpoint`` under ``noise`` for each repetition strategy, same seeds for all.
 
     Args:
@@ -285,12 +288,14 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
         cost: ``executions`` or ``macs`` — what the greedy budget counts.
         data_dir: Override the dataset folder.
         batch_size: Evaluation batch size.
+        executor: Where the (strategy, draw) points run (`hil.studies.engine.get_executor`; default local).
 
     Raises:
-        HilError: Bad checkpoint, walk folder, σ, budget or backend.
+        HilError: Bad checkpoint, walk folder, σ, budget, backend or executor.
     """
-    from hil.evaluation import evaluate
+    from hil.evaluation import summarize_draws
     from hil.runs import open_run
+    from hil.studies.repetitions import RepetitionStudy
 
     if walk is None and noise.is_clean:
         raise ConfigError("give --sigma-add or --sigma-mul (or a walk folder to take the global μ from)")
@@ -313,11 +318,11 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
         sigma = [n.sigma_mul if kind == "mul" else n.sigma_add for n in plan if not n.is_clean]
         allocations = plan_allocations(strategies, noisy_sites, budget, sensitivity=site_curves, sigma=sigma,
                                        cost=cost, num_classes=data.num_classes, clean_macs=clean_macs)
-        results = []
-        for allocation in allocations:
-            noisy.set_noise(noise.with_overrides(*allocation.overrides()))
-            result = evaluate(noisy, data.test_x, data.test_y, repeats=repeats, seed=seed, batch_size=batch_size)
-            results.append(StrategyResult(allocation, result))
+        plans = [(a.strategy, noise.with_overrides(*a.overrides())) for a in allocations]
+        study = RepetitionStudy(noisy, data.test_x, data.test_y, plans, draws=repeats, seed=seed,
+                                batch_size=batch_size)
+        results = [StrategyResult(allocation, summarize_draws(accuracies, len(data.test_y)))
+                   for allocation, accuracies in zip(allocations, study.accuracies(executor), strict=True)]
     by_name = {r.allocation.strategy: r.result for r in results}
     differences = tuple(paired_difference(name, by_name[name], "uniform", by_name["uniform"])
                         for name in by_name if name != "uniform" and "uniform" in by_name)

@@ -67,3 +67,29 @@ def test_unknown_executors_are_refused_by_name(checkpoint: Path, tmp_path: Path)
                                       "--sigmas", "0.1,1,3,10", "--out", str(tmp_path / "w")])
     assert result.exit_code == 1 and "unknown executor 'slurm'" in result.output
     assert not (tmp_path / "w").exists()
+
+
+def test_guided_comparison_is_a_study_with_paired_draws_in_any_order(checkpoint: Path, tmp_path: Path) -> None:
+    from hil.evaluation import evaluate
+    from hil.noise import NoiseSpec, SiteOverride
+    from hil.studies.repetitions import RepetitionStudy
+
+    base = NoiseSpec(sigma_add=0.3, sites="matmul")
+    plans = [("uniform", base.with_overrides(SiteOverride(site="1:fc1", repeats=2))),
+             ("none", base)]
+    with open_run(checkpoint) as run:
+        study = RepetitionStudy(run.noisy, run.data.test_x, run.data.test_y, plans, draws=3, seed=7)
+        in_order = study.accuracies(LocalExecutor())
+        reversed_ = study.accuracies(ReversedExecutor())  # type: ignore[arg-type]
+        expected = []
+        for _, noise in plans:
+            run.noisy.set_noise(noise)
+            expected.append(list(evaluate(run.noisy, run.data.test_x, run.data.test_y, repeats=3, seed=7).accuracies))
+        with ResultStore(tmp_path / "reps.sqlite") as store:
+            experiment = store.register_experiment({"reps": 1})
+            assert StudyRun(study, store, experiment).run(study.points) == 6
+            assert StudyRun(study, store, experiment).run(study.points) == 0  # resumable like any study
+            keys = {r.key.site for r in store.results(experiment)}
+    assert in_order == reversed_ == expected
+    assert in_order[0] != in_order[1]  # the plans differ, the draws are paired
+    assert keys == {"strategy:uniform", "strategy:none"}
