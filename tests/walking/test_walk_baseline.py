@@ -4,7 +4,9 @@
 the MLP trained 3 epochs on digits (seed 0, the dataset's standardised preprocessing): fixed-grid
 per-site walks on the stacked path, a naive (no prefix cache) mixed walk, a global walk, a
 multiplicative walk, a σa × σm grid and an adaptive walk. Every point's accuracy, loss and seed
-must come back unchanged.
+must come back unchanged. Preprocessing is not yet a setting (standardised is the only one); when it
+becomes one (the paper-fidelity issue), the training below must name the standard preprocessing
+explicitly, or these numbers change for a reason that has nothing to do with the engine.
 """
 
 from __future__ import annotations
