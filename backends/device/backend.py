@@ -126,6 +126,10 @@ class DeviceBackend:
     def reseed(self, seed: int) -> None:
         self.digital.reseed(seed)
 
+    def __reduce__(self) -> Any:
+        raise TypeError("a device backend holds the connection to one chip and cannot be copied to another "
+                        "process; run its studies with --executor local")
+
     def close(self) -> None:
         self.driver.close()
 

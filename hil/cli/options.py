@@ -20,7 +20,8 @@ Executions = Annotated[int | None, typer.Option(
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 BackendOption = Annotated[str, typer.Option(
     "--backend", help="Backend spec: sim, sim#seed=3, gpu, device:serial:PATH, … (hil list; README).")]
-ExecutorOption = Annotated[str, typer.Option("--executor", help="Where study points run: local (this process).")]
+ExecutorOption = Annotated[str, typer.Option(
+    "--executor", help="Where study points run: local (this process), ray, ray#workers=2, ray#address=ray://HEAD:10001.")]
 DataDir = Annotated[str | None, typer.Option("--data-dir", help="Folder with dataset files.")]
 
 

@@ -11,7 +11,7 @@ the order in which the units run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -81,24 +81,53 @@ class LocalExecutor:
             yield unit, evaluate(unit)
 
 
-EXECUTORS: dict[str, Callable[[], Executor]] = {"local": LocalExecutor}
-"""Executor name → factory. ``local`` is built in; the scale-out work adds ``ray``."""
+def _local(options: Mapping[str, str]) -> Executor:
+    if options:
+        raise ConfigError(f"executor 'local' takes no options, got {', '.join(sorted(options))}")
+    return LocalExecutor()
+
+
+def _ray(options: Mapping[str, str]) -> Executor:
+    from hil.studies.ray_executor import ray_executor  # Ray is imported only when chosen
+
+    return ray_executor(options)
+
+
+EXECUTORS: dict[str, Callable[[Mapping[str, str]], Executor]] = {"local": _local, "ray": _ray}
+"""Executor name → factory taking the spec's ``#k=v;…`` options."""
+
+
+def parse_executor_spec(text: str) -> tuple[str, dict[str, str]]:
+    """Split ``NAME[#k=v;…]`` into the name and its options.
+
+    Raises:
+        ConfigError: An option without ``=``.
+    """
+    name, _, rest = text.partition("#")
+    options: dict[str, str] = {}
+    for item in filter(None, rest.split(";")):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"executor option {item!r} must be KEY=VALUE, e.g. ray#workers=2")
+        options[key.strip()] = value.strip()
+    return name.strip(), options
 
 
 def get_executor(name: str | Executor | None) -> Executor:
-    """The executor called ``name`` (None → ``local``), or ``name`` itself when it is one.
+    """The executor a spec names (``local``, ``ray``, ``ray#workers=2``; None → ``local``), or ``name`` itself.
 
     Raises:
-        ConfigError: Unknown executor name.
+        ConfigError: Unknown executor, unknown option, or the executor's package is missing.
     """
     if name is None:
         return LocalExecutor()
     if not isinstance(name, str):
         return name
-    factory = EXECUTORS.get(name)
+    base, options = parse_executor_spec(name)
+    factory = EXECUTORS.get(base)
     if factory is None:
-        raise ConfigError(f"unknown executor {name!r}; choose one of: {', '.join(sorted(EXECUTORS))}")
-    return factory()
+        raise ConfigError(f"unknown executor {base!r}; choose one of: {', '.join(sorted(EXECUTORS))}")
+    return factory(options)
 
 
 @dataclass

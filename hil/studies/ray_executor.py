@@ -1,0 +1,120 @@
+"""Run a study's units as Ray tasks: a local Ray by default, a cluster by address.
+
+The study (model, data, backend) is put in Ray's object store once per run; each unit is one task that
+calls the study's ``evaluate`` on a worker; outcomes come back to the driver, which alone writes the results
+store, so resuming, exporting and reporting are unchanged. Numbers depend only on each point's seed, so
+they equal the ``local`` executor's (tested). A worker that dies is retried by Ray (``max_retries``); an
+error inside ``evaluate`` stops the run with that error, and what was stored before stays stored (rerun to
+resume). Ray is imported only here, when the executor is chosen.
+
+Spec: ``ray``, ``ray#workers=2`` (local Ray with that many CPUs), ``ray#address=ray://HEAD:10001`` (join a
+cluster), ``ray#retries=3``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
+
+from hil.errors import ConfigError, HilError
+from hil.studies.engine import Outcome
+from hil.validation import check_int
+
+Point = TypeVar("Point")
+
+OPTIONS = ("workers", "address", "retries")
+
+
+class RayExecutor:
+    """Evaluate units as Ray tasks and yield each as it finishes (any order).
+
+    Args:
+        workers: CPUs of the local Ray started when none is running (default: all of this machine's).
+        address: A running cluster's address (``ray://HEAD:10001`` or ``auto``); None starts a local Ray.
+        retries: Times Ray re-runs a task whose worker died.
+
+    Raises:
+        ConfigError: Ray is not installed (names the extra), or bad options.
+    """
+
+    name = "ray"
+
+    def __init__(self, workers: int | None = None, address: str | None = None, retries: int = 2) -> None:
+        self.workers = None if workers is None else check_int(workers, "ray workers", low=1)
+        self.address = address
+        self.retries = check_int(retries, "ray retries", low=0)
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ConfigError("--executor ray needs Ray, which is not installed: pip install -c constraints.txt "
+                              "-e \".[ray]\" (or use --executor local)") from None
+
+    def _start(self) -> Any:
+        import ray
+
+        if not ray.is_initialized():
+            if self.address is None:
+                os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local Ray needs no token
+            try:
+                ray.init(address=self.address, num_cpus=self.workers if self.address is None else None,
+                         include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                where = self.address or "a local Ray"
+                raise ConfigError(f"cannot start or reach {where}: {str(error).splitlines()[0]}") from None
+        return ray
+
+    def map(self, evaluate: Callable[[list[Point]], list[Outcome]],
+            units: Iterable[list[Point]]) -> Iterator[tuple[list[Point], list[Outcome]]]:
+        """Submit every unit, then yield ``(unit, outcomes)`` as the tasks finish."""
+        todo = list(units)
+        if not todo:
+            return
+        ray = self._start()
+        try:
+            study = ray.put(evaluate)
+        except Exception as error:  # noqa: BLE001 - whatever cloudpickle refuses
+            raise ConfigError(f"this study cannot be sent to Ray workers ({type(error).__name__}: {error}); a "
+                              f"device backend holds a connection to one chip: use --executor local") from None
+        task = ray.remote(max_retries=self.retries, retry_exceptions=False)(_evaluate_unit)
+        pending = {task.remote(study, unit): unit for unit in todo}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            ref = done[0]
+            unit = pending.pop(ref)
+            try:
+                outcomes = ray.get(ref)
+            except ray.exceptions.RayTaskError as error:
+                cause = error.cause if isinstance(error.cause, BaseException) else error
+                for other in pending:
+                    ray.cancel(other)
+                if isinstance(cause, HilError):
+                    raise cause from None
+                raise HilError(f"a study unit failed on a Ray worker: {type(cause).__name__}: {cause}") from None
+            yield unit, outcomes
+
+
+def _evaluate_unit(evaluate: Callable[[list[Any]], list[Outcome]], unit: list[Any]) -> list[Outcome]:
+    return evaluate(unit)
+
+
+def ray_executor(options: Mapping[str, str]) -> RayExecutor:
+    """Build a `RayExecutor` from ``ray#k=v;…`` options.
+
+    Raises:
+        ConfigError: Unknown option (lists the valid ones) or a bad value.
+    """
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(f"executor 'ray' has no option {', '.join(unknown)}; valid: {', '.join(OPTIONS)}")
+    workers = options.get("workers")
+    retries = options.get("retries", "2")
+    return RayExecutor(workers=None if workers is None else _integer(workers, "workers"),
+                       address=options.get("address"), retries=_integer(retries, "retries"))
+
+
+def _integer(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"ray {what} must be an integer, got {text!r}") from None

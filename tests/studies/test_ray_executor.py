@@ -1,0 +1,97 @@
+"""The Ray executor: a local Ray gives the same stored numbers as `local`; bad specs are one-line errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hil.cli import app
+from hil.config import TrainConfig
+from hil.errors import ConfigError
+from hil.runs import open_run
+from hil.studies.engine import LocalExecutor, StudyRun, get_executor
+from hil.studies.walk import InferenceWalk
+from hil.training import train
+from hil.walking.store import ResultStore
+from hil.walking.sweep import SweepSpec
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ray") / "mlp"
+    train(TrainConfig(model="mlp", dataset="digits", epochs=2), out, keep_epochs=False)
+    return out
+
+
+def _stored(path: Path, study: InferenceWalk, executor: object) -> dict:
+    with ResultStore(path) as store:
+        experiment = store.register_experiment({"ray-test": 1})
+        assert StudyRun(study, store, experiment, executor).run(study.points) == len(study.points)  # type: ignore[arg-type]
+        return {r.key: (r.accuracy, r.seed) for r in store.results(experiment)}
+
+
+def test_local_ray_stores_the_numbers_local_stores(local_ray: None, checkpoint: Path, tmp_path: Path) -> None:
+    spec = SweepSpec(noise="add", sigmas=(0.1, 1.0, 3.0), sites=("1:fc1", "5:fc3"), repeats=2)
+    with open_run(checkpoint) as run:
+        study = InferenceWalk(run.noisy, run.data.test_x, run.data.test_y, spec)
+        local = _stored(tmp_path / "local.sqlite", study, LocalExecutor())
+        on_ray = _stored(tmp_path / "ray.sqlite", study, get_executor("ray#workers=2"))
+    assert on_ray == local and len(local) == 12
+
+
+def test_walk_cli_on_ray_resumes_like_local(local_ray: None, checkpoint: Path, tmp_path: Path) -> None:
+    common = ["walk", "--checkpoint", str(checkpoint), "--sites", "1:fc1", "--sigmas", "0.1,1,3,10", "--json"]
+    local = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "local")])
+    on_ray = CliRunner().invoke(app, [*common, "--executor", "ray#workers=2", "--out", str(tmp_path / "ray")])
+    assert local.exit_code == 0 and on_ray.exit_code == 0, on_ray.output
+    sites = [json.loads(r.stdout)["sites"][0] for r in (local, on_ray)]
+    assert (sites[0]["mean"], sites[0]["mu"]) == (sites[1]["mean"], sites[1]["mu"])
+    again = CliRunner().invoke(app, [*common, "--executor", "ray", "--out", str(tmp_path / "ray")])
+    assert again.exit_code == 0 and json.loads(again.stdout)["sites"][0]["mean"] == sites[0]["mean"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("ray#speed=2", "executor 'ray' has no option speed; valid: workers, address, retries"),
+     ("ray#workers=two", "ray workers must be an integer, got 'two'"),
+     ("ray#workers=0", "ray workers must be an integer ≥ 1, got 0"),
+     ("ray#workers", "executor option 'workers' must be KEY=VALUE"),
+     ("local#workers=2", "executor 'local' takes no options")],
+)
+def test_bad_executor_specs_are_one_line_errors(spec: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        get_executor(spec)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_device_study_is_refused_before_any_task_runs(local_ray: None) -> None:
+    from hil.backends.device.backend import DeviceBackend
+    from hil.backends.device.driver import AmvmDriver
+    from hil.backends.device.emulator.device import DeviceEmulator
+    from hil.backends.device.emulator.loopback import LoopbackTransport
+    from hil.backends.device.emulator.model import EmulatorConfig
+
+    backend = DeviceBackend(AmvmDriver(LoopbackTransport(DeviceEmulator(EmulatorConfig())), timeout=0.5))
+    calls: list[list[int]] = []
+
+    def evaluate(unit: list[int]) -> list:
+        calls.append(unit)
+        return [backend] * len(unit)
+
+    with pytest.raises(ConfigError, match="cannot be copied to another process; run its studies with --executor "
+                                          "local"):
+        list(get_executor("ray#workers=1").map(evaluate, [[1], [2]]))
+    assert calls == []
+    backend.close()
