@@ -8,7 +8,7 @@ error inside ``evaluate`` stops the run with that error, and what was stored bef
 resume). Ray is imported only here, when the executor is chosen.
 
 Spec: ``ray``, ``ray#workers=2`` (local Ray with that many CPUs), ``ray#address=ray://HEAD:10001`` (join a
-cluster), ``ray#retries=3``.
+cluster), ``ray#retries=3``, ``ray#threads=1`` (torch threads per task; see `RayExecutor`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from hil.validation import check_int
 
 Point = TypeVar("Point")
 
-OPTIONS = ("workers", "address", "retries")
+OPTIONS = ("workers", "address", "retries", "threads")
 
 
 class RayExecutor:
@@ -33,6 +33,9 @@ class RayExecutor:
         workers: CPUs of the local Ray started when none is running (default: all of this machine's).
         address: A running cluster's address (``ray://HEAD:10001`` or ``auto``); None starts a local Ray.
         retries: Times Ray re-runs a task whose worker died.
+        threads: torch threads per task; None uses this process's count. Float results of convolutions (and
+            so of trainings) depend on the thread count, so only the default stores numbers identical to
+            ``local``'s; ``threads=1`` avoids oversubscribing a small machine at the price of that identity.
 
     Raises:
         ConfigError: Ray is not installed (names the extra), or bad options.
@@ -40,10 +43,12 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, workers: int | None = None, address: str | None = None, retries: int = 2) -> None:
+    def __init__(self, workers: int | None = None, address: str | None = None, retries: int = 2,
+                 threads: int | None = None) -> None:
         self.workers = None if workers is None else check_int(workers, "ray workers", low=1)
         self.address = address
         self.retries = check_int(retries, "ray retries", low=0)
+        self.threads = None if threads is None else check_int(threads, "ray threads", low=1)
         try:
             import ray  # noqa: F401
         except ImportError:
@@ -76,8 +81,13 @@ class RayExecutor:
         except Exception as error:  # noqa: BLE001 - whatever cloudpickle refuses
             raise ConfigError(f"this study cannot be sent to Ray workers ({type(error).__name__}: {error}); a "
                               f"device backend holds a connection to one chip: use --executor local") from None
+        threads = self.threads
+        if threads is None:
+            import torch
+
+            threads = torch.get_num_threads()
         task = ray.remote(max_retries=self.retries, retry_exceptions=False)(_evaluate_unit)
-        pending = {task.remote(study, unit): unit for unit in todo}
+        pending = {task.remote(study, unit, threads): unit for unit in todo}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             ref = done[0]
@@ -94,7 +104,10 @@ class RayExecutor:
             yield unit, outcomes
 
 
-def _evaluate_unit(evaluate: Callable[[list[Any]], list[Outcome]], unit: list[Any]) -> list[Outcome]:
+def _evaluate_unit(evaluate: Callable[[list[Any]], list[Outcome]], unit: list[Any], threads: int) -> list[Outcome]:
+    import torch
+
+    torch.set_num_threads(threads)
     return evaluate(unit)
 
 
@@ -109,8 +122,10 @@ def ray_executor(options: Mapping[str, str]) -> RayExecutor:
         raise ConfigError(f"executor 'ray' has no option {', '.join(unknown)}; valid: {', '.join(OPTIONS)}")
     workers = options.get("workers")
     retries = options.get("retries", "2")
+    threads = options.get("threads")
     return RayExecutor(workers=None if workers is None else _integer(workers, "workers"),
-                       address=options.get("address"), retries=_integer(retries, "retries"))
+                       address=options.get("address"), retries=_integer(retries, "retries"),
+                       threads=None if threads is None else _integer(threads, "threads"))
 
 
 def _integer(text: str, what: str) -> int:

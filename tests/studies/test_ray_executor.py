@@ -64,7 +64,7 @@ def test_walk_cli_on_ray_resumes_like_local(local_ray: None, checkpoint: Path, t
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [("ray#speed=2", "executor 'ray' has no option speed; valid: workers, address, retries"),
+    [("ray#speed=2", "executor 'ray' has no option speed; valid: workers, address, retries, threads"),
      ("ray#workers=two", "ray workers must be an integer, got 'two'"),
      ("ray#workers=0", "ray workers must be an integer ≥ 1, got 0"),
      ("ray#workers", "executor option 'workers' must be KEY=VALUE"),
