@@ -95,3 +95,45 @@ def test_a_device_study_is_refused_before_any_task_runs(local_ray: None) -> None
         list(get_executor("ray#workers=1").map(evaluate, [[1], [2]]))
     assert calls == []
     backend.close()
+
+
+class _DiesOnce:
+    """A study of 4 points whose first task kills its own worker process (as an OOM kill would)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+        self.points = [0, 1, 2, 3]
+
+    def key(self, point: int):  # noqa: ANN201
+        from hil.walking.store import PointKey
+
+        return PointKey("1:fc1", 0.1 * (point + 1), 0.0, 0)
+
+    def units(self, pending: list[int]):  # noqa: ANN201
+        return ([p] for p in pending)
+
+    def evaluate(self, unit: list[int]) -> list:
+        import os
+
+        from hil.studies.engine import Outcome
+
+        if not self.marker.exists():
+            self.marker.write_text("died")
+            os._exit(1)
+        return [Outcome(0.5 + 0.1 * p, None, 0.0) for p in unit]
+
+    def result(self, point: int, outcome: object):  # noqa: ANN201
+        from hil.walking.store import PointResult
+
+        return PointResult(key=self.key(point), accuracy=outcome.accuracy, loss=None, seed=point,  # type: ignore[attr-defined]
+                           wall_time=0.0)
+
+
+def test_a_killed_worker_is_retried_and_nothing_is_lost_or_stored_twice(local_ray: None, tmp_path: Path) -> None:
+    study = _DiesOnce(tmp_path / "marker")
+    with ResultStore(tmp_path / "store.sqlite") as store:
+        experiment = store.register_experiment({"dies": 1})
+        ran = StudyRun(study, store, experiment, get_executor("ray#workers=1;retries=2")).run(study.points)
+        rows = sorted((r.seed, r.accuracy) for r in store.results(experiment))
+    assert (tmp_path / "marker").read_text() == "died"
+    assert ran == 4 and rows == [(0, 0.5), (1, 0.6), (2, 0.7), (3, 0.8)]
