@@ -9,12 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from hil.cli import app
-from hil.config import TrainConfig
 from hil.errors import ConfigError
 from hil.runs import open_run
 from hil.studies.engine import LocalExecutor, Outcome, StudyRun, get_executor
 from hil.studies.walk import InferenceWalk
-from hil.training import train
 from hil.walking.store import ResultStore
 from hil.walking.sweep import SweepPoint, SweepSpec
 
@@ -29,13 +27,6 @@ class ReversedExecutor:
         for unit in reversed(list(units)):
             unit = unit[::-1]
             yield unit, evaluate(unit)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("engine") / "mlp"
-    train(TrainConfig(model="mlp", dataset="digits", epochs=2), out, keep_epochs=False)
-    return out
 
 
 def stored(path: Path, study: InferenceWalk, executor: object) -> dict:

@@ -10,12 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from hil.cli import app
-from hil.config import TrainConfig
 from hil.errors import ConfigError
 from hil.runs import open_run
 from hil.studies.engine import LocalExecutor, StudyRun, get_executor
 from hil.studies.walk import InferenceWalk
-from hil.training import train
 from hil.walking.store import ResultStore
 from hil.walking.sweep import SweepSpec
 
@@ -26,13 +24,6 @@ ray = pytest.importorskip("ray")
 def local_ray() -> Iterator[None]:
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ray") / "mlp"
-    train(TrainConfig(model="mlp", dataset="digits", epochs=2), out, keep_epochs=False)
-    return out
 
 
 def _stored(path: Path, study: InferenceWalk, executor: object) -> dict:
