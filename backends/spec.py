@@ -34,7 +34,7 @@ _NAME = re.compile(r"[a-z][a-z0-9_-]*")
 
 @dataclass(frozen=True)
 class BackendOption:
-    """One option a backend takes.
+    """One option a backend (or an executor) takes.
 
     Attributes:
         name: The key in the spec (``seed``).
@@ -47,7 +47,9 @@ class BackendOption:
     help: str
 
 
-def _integer(minimum: int) -> Callable[[str], int]:
+def integer_at_least(minimum: int) -> Callable[[str], int]:
+    """An option converter: an integer ≥ ``minimum``."""
+
     def convert(text: str) -> int:
         try:
             value = int(text)
@@ -70,7 +72,8 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _text(text: str) -> str:
+def non_empty_text(text: str) -> str:
+    """An option converter: any text but the empty one."""
     if not text:
         raise ConfigError("is empty")
     return text
@@ -83,17 +86,17 @@ def _names(text: str) -> tuple[str, ...]:
     return names
 
 
-SEED = BackendOption("seed", _integer(0), "seed of the backend's noise generator")
+SEED = BackendOption("seed", integer_at_least(0), "seed of the backend's noise generator")
 BACKEND_OPTIONS: dict[str, tuple[BackendOption, ...]] = {
     "sim": (SEED,),
     "gpu": (SEED,),
     "device": (
         SEED,
-        BackendOption("record", _text, "write every exchange to this recording file (serial:, tcp:)"),
+        BackendOption("record", non_empty_text, "write every exchange to this recording file (serial:, tcp:)"),
         BackendOption("layers", _names, "only these Linear/Conv sites run on the device"),
         BackendOption("timeout", _seconds, "seconds to wait for each reply"),
-        BackendOption("calibration", _text, "calibration profile whose gain/offset correct the outputs"),
-        BackendOption("visa_library", _text, "pyvisa library for visa: (@py, or FILE.yaml@sim)"),
+        BackendOption("calibration", non_empty_text, "calibration profile whose gain/offset correct the outputs"),
+        BackendOption("visa_library", non_empty_text, "pyvisa library for visa: (@py, or FILE.yaml@sim)"),
     ),
 }
 """Backend name → the options it takes. Backends registered without a declaration take ``seed``."""
@@ -166,19 +169,33 @@ def _convert(option: BackendOption, value: str, where: str) -> Any:
         raise ConfigError(f"{option.name} {error} in {where}") from None
 
 
-def _options(name: str, items: list[str], text: str) -> dict[str, Any]:
-    allowed = options_of(name)
+def parse_options(items: list[str], allowed: dict[str, BackendOption], *, kind: str, name: str,
+                  text: str) -> dict[str, Any]:
+    """Typed values of ``KEY=VALUE`` items, each key one of ``allowed`` (the ``#k=v;…`` part of a spec).
+
+    Shared by backend specs and executor specs (`hil.studies.engine`), so both read and refuse alike.
+
+    Args:
+        items: The ``KEY=VALUE`` texts.
+        allowed: Declared options by key.
+        kind: ``"backend"`` or ``"executor"`` (for messages).
+        name: The backend's or executor's name.
+        text: The whole spec (for messages).
+
+    Raises:
+        ConfigError: An item without ``=``, an unknown or repeated key, or a value its option refuses.
+    """
     parsed: dict[str, Any] = {}
     for item in items:
         key, eq, value = item.partition("=")
         if not eq or not key or not value:
-            raise ConfigError(f"bad option {item!r} in backend spec {text!r}; use KEY=VALUE")
+            raise ConfigError(f"bad option {item!r} in {kind} spec {text!r}; use KEY=VALUE")
         if key not in allowed:
-            raise ConfigError(f"bad {name} option {item!r}: backend {name!r} has no option {key}; "
-                              f"valid: {', '.join(sorted(allowed))}")
+            raise ConfigError(f"bad {name} option {item!r}: {kind} {name!r} has no option {key}; "
+                              f"valid: {', '.join(sorted(allowed)) or 'none'}")
         if key in parsed:
-            raise ConfigError(f"option {key} is given twice in backend spec {text!r}")
-        parsed[key] = _convert(allowed[key], value, f"backend spec {text!r}")
+            raise ConfigError(f"option {key} is given twice in {kind} spec {text!r}")
+        parsed[key] = _convert(allowed[key], value, f"{kind} spec {text!r}")
     return parsed
 
 
@@ -223,4 +240,5 @@ def parse_backend_spec(text: str) -> BackendSpec:
         raise ConfigError(f"backend 'sim' takes no address, got {address!r}; e.g. sim, sim#seed=3 or sim:seed=3")
     if name == "gpu" and address is not None and not _GPU_ADDRESS.fullmatch(address):
         raise ConfigError(f"bad gpu device {address!r}; use gpu, gpu:cuda or gpu:cuda:1")
-    return BackendSpec(name=name, address=address, options=_options(name, items, text), text=raw)
+    options = parse_options(items, options_of(name), kind="backend", name=name, text=text)
+    return BackendSpec(name=name, address=address, options=options, text=raw)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
+from hil.backends.spec import BackendOption, integer_at_least, non_empty_text, parse_options
 from hil.errors import ConfigError
 from hil.walking.store import PointKey, PointResult, ResultStore
 
@@ -81,36 +82,40 @@ class LocalExecutor:
             yield unit, evaluate(unit)
 
 
-def _local(options: Mapping[str, str]) -> Executor:
-    if options:
-        raise ConfigError(f"executor 'local' takes no options, got {', '.join(sorted(options))}")
-    return LocalExecutor()
+def _ray(options: Mapping[str, Any]) -> Executor:
+    from hil.studies.ray_executor import RayExecutor  # Ray is imported only when chosen
+
+    return RayExecutor(**options)
 
 
-def _ray(options: Mapping[str, str]) -> Executor:
-    from hil.studies.ray_executor import ray_executor  # Ray is imported only when chosen
+EXECUTORS: dict[str, Callable[[Mapping[str, Any]], Executor]] = {"local": lambda options: LocalExecutor(),
+                                                                   "ray": _ray}
+"""Executor name → factory taking the spec's typed ``#k=v;…`` options (declared in `EXECUTOR_OPTIONS`)."""
 
-    return ray_executor(options)
+EXECUTOR_OPTIONS: dict[str, tuple[BackendOption, ...]] = {
+    "local": (),
+    "ray": (
+        BackendOption("workers", integer_at_least(1), "CPUs of the local Ray started for the run"),
+        BackendOption("address", non_empty_text, "a running Ray cluster (ray://HEAD:10001 or auto)"),
+        BackendOption("retries", integer_at_least(0), "times a task whose worker died is re-run"),
+        BackendOption("threads", integer_at_least(1), "torch threads per task (default: this process's)"),
+    ),
+}
+"""Executor name → the options its spec takes, parsed by the same code as backend options."""
 
 
-EXECUTORS: dict[str, Callable[[Mapping[str, str]], Executor]] = {"local": _local, "ray": _ray}
-"""Executor name → factory taking the spec's ``#k=v;…`` options."""
-
-
-def parse_executor_spec(text: str) -> tuple[str, dict[str, str]]:
-    """Split ``NAME[#k=v;…]`` into the name and its options.
+def parse_executor_spec(text: str) -> tuple[str, dict[str, Any]]:
+    """Split ``NAME[#k=v;…]`` into the name and its typed options.
 
     Raises:
-        ConfigError: An option without ``=``.
+        ConfigError: Unknown executor, an item without ``=``, an unknown or repeated option, a bad value.
     """
-    name, _, rest = text.partition("#")
-    options: dict[str, str] = {}
-    for item in filter(None, rest.split(";")):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"executor option {item!r} must be KEY=VALUE, e.g. ray#workers=2")
-        options[key.strip()] = value.strip()
-    return name.strip(), options
+    name, _, rest = text.strip().partition("#")
+    if name not in EXECUTOR_OPTIONS:
+        raise ConfigError(f"unknown executor {name!r}; choose one of: {', '.join(sorted(EXECUTORS))}")
+    allowed = {option.name: option for option in EXECUTOR_OPTIONS[name]}
+    items = [item for item in rest.split(";") if item]
+    return name, parse_options(items, allowed, kind="executor", name=name, text=text)
 
 
 def get_executor(name: str | Executor | None) -> Executor:
@@ -124,10 +129,7 @@ def get_executor(name: str | Executor | None) -> Executor:
     if not isinstance(name, str):
         return name
     base, options = parse_executor_spec(name)
-    factory = EXECUTORS.get(base)
-    if factory is None:
-        raise ConfigError(f"unknown executor {base!r}; choose one of: {', '.join(sorted(EXECUTORS))}")
-    return factory(options)
+    return EXECUTORS[base](options)
 
 
 @dataclass

@@ -14,7 +14,7 @@ cluster), ``ray#retries=3``, ``ray#threads=1`` (torch threads per task; see `Ray
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from hil.errors import ConfigError, HilError
@@ -22,9 +22,6 @@ from hil.studies.engine import Outcome
 from hil.validation import check_int
 
 Point = TypeVar("Point")
-
-OPTIONS = ("workers", "address", "retries", "threads")
-
 
 class RayExecutor:
     """Evaluate units as Ray tasks and yield each as it finishes (any order).
@@ -78,9 +75,8 @@ class RayExecutor:
         ray = self._start()
         try:
             study = ray.put(evaluate)
-        except Exception as error:  # noqa: BLE001 - whatever cloudpickle refuses
-            raise ConfigError(f"this study cannot be sent to Ray workers ({type(error).__name__}: {error}); a "
-                              f"device backend holds a connection to one chip: use --executor local") from None
+        except Exception as error:  # noqa: BLE001 - whatever cloudpickle refuses; a device backend says why
+            raise ConfigError(f"this study cannot be sent to Ray workers: {error}") from None
         threads = self.threads
         if threads is None:
             import torch
@@ -109,27 +105,3 @@ def _evaluate_unit(evaluate: Callable[[list[Any]], list[Outcome]], unit: list[An
 
     torch.set_num_threads(threads)
     return evaluate(unit)
-
-
-def ray_executor(options: Mapping[str, str]) -> RayExecutor:
-    """Build a `RayExecutor` from ``ray#k=v;…`` options.
-
-    Raises:
-        ConfigError: Unknown option (lists the valid ones) or a bad value.
-    """
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"executor 'ray' has no option {', '.join(unknown)}; valid: {', '.join(OPTIONS)}")
-    workers = options.get("workers")
-    retries = options.get("retries", "2")
-    threads = options.get("threads")
-    return RayExecutor(workers=None if workers is None else _integer(workers, "workers"),
-                       address=options.get("address"), retries=_integer(retries, "retries"),
-                       threads=None if threads is None else _integer(threads, "threads"))
-
-
-def _integer(text: str, what: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigError(f"ray {what} must be an integer, got {text!r}") from None
