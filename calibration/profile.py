@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from hil.errors import ConfigError
-from hil.validation import check_choice, check_int, check_number, check_table
+from hil.noise import ORDERS
+from hil.validation import check_choice, check_int, check_list, check_number, check_table, check_text
 
 if TYPE_CHECKING:
     from hil.noise import Order
@@ -177,13 +178,9 @@ def _profile_from(data: dict[str, Any], source: Path) -> CalibrationProfile:
             entry = estimates.get(key)
             check_number(entry.get("value") if isinstance(entry, dict) else None, f"estimates.{key}.value", low=0)
         seconds = check_number(data.get("seconds", 0.0), "seconds", low=0)
-        order = cast("Order", check_choice(data.get("order", "mul-first"), "order", ("mul-first", "add-first")))
-        created = data.get("created", "")
-        if not isinstance(created, str):
-            raise ConfigError(f"created must be a string, got {type(created).__name__}")
-        diagnostics = data.get("diagnostics", [])
-        if not isinstance(diagnostics, list):
-            raise ConfigError(f"diagnostics must be a list, got {type(diagnostics).__name__}")
+        order = cast("Order", check_choice(data.get("order", "mul-first"), "order", ORDERS))
+        created = check_text(data.get("created", ""), "created")
+        diagnostics = check_list(data.get("diagnostics", []), "diagnostics")
     except ConfigError as error:
         raise ConfigError(f"calibration profile {source} is invalid: {error}; calibrate again") from None
     if version > PROFILE_VERSION:

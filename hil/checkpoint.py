@@ -14,6 +14,7 @@ Each file is written to a temporary name and renamed, metadata last, so a checkp
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -49,9 +50,9 @@ class Checkpoint:
     model: nn.Module
     metadata: dict[str, Any]
 
-    @property
+    @functools.cached_property
     def run(self) -> RunMetadata:
-        """The metadata, typed and checked (`hil.run_metadata.RunMetadata`)."""
+        """The metadata, typed and checked once (`hil.run_metadata.RunMetadata`)."""
         return RunMetadata.from_dict(self.metadata, str(self.path / METADATA))
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from hil._version import __version__
 from hil.errors import CheckpointError, ConfigError
-from hil.validation import check_int, check_number, check_table
+from hil.validation import check_int, check_list, check_number, check_table, check_text
 
 FORMAT = "hil-checkpoint"
 FORMAT_VERSION = 1
@@ -174,34 +174,25 @@ class RunMetadata:
                                None if quant is None else dict(check_table(quant, "model.quant")))
         dataset = check_table(data.get("dataset") or {}, "dataset")
         shape = dataset.get("input_shape")
-        if shape is not None and not isinstance(shape, list | tuple):
-            raise ConfigError(f"dataset.input_shape must be a list of integers, got {shape!r}")
+        if shape is not None:
+            check_list(shape, "dataset.input_shape", kind="a list of integers")
         data_dir = dataset.get("data_dir")
-        if data_dir is not None and not isinstance(data_dir, str):
-            raise ConfigError(f"dataset.data_dir must be a string, got {data_dir!r}")
-        name = dataset.get("name", "mnist5k")
-        if not isinstance(name, str):
-            raise ConfigError(f"dataset.name must be a string, got {name!r}")
         classes = dataset.get("num_classes")
         dataset_info = DatasetInfo(
-            name, data_dir, check_int(dataset.get("seed", 0), "dataset.seed"),
+            check_text(dataset.get("name", "mnist5k"), "dataset.name"),
+            None if data_dir is None else check_text(data_dir, "dataset.data_dir"),
+            check_int(dataset.get("seed", 0), "dataset.seed"),
             None if shape is None else tuple(check_int(n, "dataset.input_shape", low=1) for n in shape),
             None if classes is None else check_int(classes, "dataset.num_classes", low=2))
         training = check_table(data.get("training") or {}, "training")
-        history = training.get("history", [])
-        if not isinstance(history, list):
-            raise ConfigError("training.history must be a list")
+        history = check_list(training.get("history", []), "training.history")
         training_state = TrainingState(dict(check_table(training.get("config") or {}, "training.config")),
                                        check_int(training.get("epochs_done", 0), "training.epochs_done", low=0),
                                        tuple(dict(check_table(r, "training.history[]")) for r in history))
         metrics = {key: check_number(value, f"metrics.{key}", finite=False)
                    for key, value in check_table(data.get("metrics") or {}, "metrics").items()}
-        sites = data.get("sites", [])
-        if not isinstance(sites, list):
-            raise ConfigError("sites must be a list")
-        backend = data.get("backend", "sim")
-        if not isinstance(backend, str):
-            raise ConfigError(f"backend must be a spec string, got {backend!r}")
+        sites = check_list(data.get("sites", []), "sites")
+        backend = check_text(data.get("backend", "sim"), "backend", kind="a spec string")
         calibration = data.get("calibration")
         hil_version = data.get("hil_version", "")
         return cls(model=model_info, dataset=dataset_info, seed=check_int(data.get("seed", 0), "seed"),

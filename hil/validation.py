@@ -17,7 +17,7 @@ from typing import Any
 
 from hil.errors import ConfigError
 
-__all__ = ["check_choice", "check_int", "check_keys", "check_number", "check_table"]
+__all__ = ["check_choice", "check_int", "check_keys", "check_list", "check_number", "check_table", "check_text"]
 
 
 def _bounds(low: float | None, high: float | None) -> str:
@@ -130,6 +130,28 @@ def check_keys(data: Iterable[str], allowed: Iterable[str], what: str, *, where:
     if unknown:
         what = f"{what} " if what else ""
         raise ConfigError(f"unknown {what}key(s) {', '.join(unknown)}{where}; valid keys: {', '.join(sorted(known))}")
+
+
+def check_text(value: object, what: str, *, kind: str = "a string") -> str:
+    """Return ``value`` when it is a ``str``.
+
+    Raises:
+        ConfigError: ``"{what} must be {kind}, got {type}"``.
+    """
+    if not isinstance(value, str):
+        raise ConfigError(f"{what} must be {kind}, got {type(value).__name__}")
+    return value
+
+
+def check_list(value: object, what: str, *, kind: str = "a list") -> list[Any]:
+    """Return ``value`` when it is a ``list`` (a TOML array, a JSON array).
+
+    Raises:
+        ConfigError: ``"{what} must be {kind}, got {type}"``.
+    """
+    if not isinstance(value, list):
+        raise ConfigError(f"{what} must be {kind}, got {type(value).__name__}")
+    return value
 
 
 def check_table(value: object, what: str) -> Mapping[str, Any]:

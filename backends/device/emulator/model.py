@@ -25,6 +25,7 @@ import numpy as np
 
 from hil.backends.device.protocol import Capabilities
 from hil.errors import ConfigError
+from hil.noise import ORDERS
 from hil.validation import check_choice, check_int, check_keys, check_number, check_table
 
 
@@ -76,7 +77,7 @@ class EmulatorConfig:
         for name in ("sigma_add", "sigma_mul", "gain_spread", "offset_spread", "drift_per_kelvin", "offset_drift",
                      "heating"):
             check_number(getattr(self, name), f"device {name}", low=0)
-        check_choice(self.order, "device order", ("mul-first", "add-first"))
+        check_choice(self.order, "device order", ORDERS)
         limits = {"rows": (1, 65535), "cols": (1, 65535), "slots": (1, 255), "dac_bits": (2, 16),
                   "adc_bits": (2, 16), "max_batch": (1, 65535), "max_repeats": (1, 65535),
                   "max_frame": (1024, 1 << 30)}
