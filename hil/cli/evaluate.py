@@ -86,6 +86,9 @@ def evaluate(
         return
     if budget is not None:
         raise ConfigError("--budget goes with --guided-reps or --compare-reps")
+    if runner.name != "local":
+        raise ConfigError("--executor goes with --guided-reps, --uniform-reps or --compare-reps (a plain "
+                          "evaluation runs in this process)")
     from hil.evaluation_job import evaluate_checkpoint
 
     evaluation = evaluate_checkpoint(checkpoint, backend, noise, repeats=repeats or 1, seed=seed,

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hil._version import __version__
 from hil.studies.engine import Executor, Outcome, get_executor
 from hil.walking.store import PointKey, PointResult
 
@@ -80,12 +79,11 @@ class RepetitionStudy:
         return outcomes
 
     def result(self, point: DrawPoint, outcome: Outcome) -> PointResult:
-        """The stored row of ``point``."""
+        """The stored row of ``point`` (version and time: `PointResult`'s defaults)."""
         from hil.seeding import derive_seed
 
         return PointResult(key=self.key(point), accuracy=outcome.accuracy, loss=None,
-                           seed=derive_seed(self.seed, "eval", point.draw), wall_time=outcome.seconds,
-                           hil_version=__version__, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                           seed=derive_seed(self.seed, "eval", point.draw), wall_time=outcome.seconds)
 
     def accuracies(self, executor: Executor | str | None = None) -> list[list[float]]:
         """Run every point on ``executor``; the accuracies per strategy (plan order), per draw (draw order)."""

@@ -129,3 +129,11 @@ def test_a_killed_worker_is_retried_and_nothing_is_lost_or_stored_twice(local_ra
         rows = sorted((r.seed, r.accuracy) for r in store.results(experiment))
     assert (tmp_path / "marker").read_text() == "died"
     assert ran == 4 and rows == [(0, 0.5), (1, 0.6), (2, 0.7), (3, 0.8)]
+
+
+def test_a_plain_evaluation_refuses_an_executor_it_would_not_use(checkpoint: Path) -> None:
+    result = CliRunner().invoke(app, ["evaluate", "--checkpoint", str(checkpoint), "--sigma-add", "0.1",
+                                      "--executor", "ray"])
+    assert result.exit_code == 1
+    assert "--executor goes with --guided-reps, --uniform-reps or --compare-reps" in result.output
+    assert "Traceback" not in result.output
