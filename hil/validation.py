@@ -93,12 +93,9 @@ def check_number(
         or (high is not None and number > high)
         or (positive and not number > 0)
     ):
-        bounds = _bounds(low, high) + (" and > 0" if positive and (low, high) != (None, None) else "")
-        if positive and (low, high) == (None, None):
-            bounds = " > 0"
-        kind = "a finite number" if finite else "a number"
-        tail = f" {note}" if note else ""
-        raise ConfigError(f"{what} must be {kind}{tail}{bounds}, got {value!r}")
+        bounds = " and ".join(part for part in (_bounds(low, high).strip(), "> 0" if positive else "") if part)
+        words = " ".join(part for part in ("a finite number" if finite else "a number", note, bounds) if part)
+        raise ConfigError(f"{what} must be {words}, got {value!r}")
     return number
 
 
