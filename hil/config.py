@@ -5,6 +5,7 @@ TOML layout (every key optional; CLI flags override)::
     model = "lenet5"
     bn = false
     dataset = "mnist5k"
+    preprocess = "paper"   # or "standard"
     epochs = 30
     seed = 0
     backend = "sim"
@@ -22,6 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from hil.data import DEFAULT_PREPROCESS, check_preprocess
 from hil.errors import ConfigError
 from hil.noise import NoiseSpec
 from hil.validation import check_int, check_keys, check_number
@@ -36,6 +38,8 @@ class TrainConfig:
         bn: BatchNorm variant of the model.
         dataset: Registered dataset name.
         data_dir: Folder with dataset files (for datasets that are not embedded).
+        preprocess: ``paper`` (images as [0, 1] pixels, speech as MFCCs, as Walking Noise) or ``standard``
+            (mean 0 / std 1); recorded in the checkpoint, so evaluation prepares the data the same way.
         epochs: Training epochs (cosine schedule over them).
         batch_size: Mini-batch size.
         lr: Adam learning rate at the start of the cosine schedule.
@@ -55,6 +59,7 @@ class TrainConfig:
     bn: bool = False
     dataset: str = "mnist5k"
     data_dir: str | None = None
+    preprocess: str = DEFAULT_PREPROCESS
     epochs: int = 30
     batch_size: int = 128
     lr: float = 1e-3
@@ -81,6 +86,7 @@ class TrainConfig:
                 raise ConfigError(
                     f"unknown {registry.kind} {value!r}; choose one of: {', '.join(registry.names())}"
                 )
+        check_preprocess(self.preprocess)
         for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0)):
             object.__setattr__(self, name, check_int(getattr(self, name), name, low=low))
         object.__setattr__(self, "lr", check_number(self.lr, "lr", positive=True))

@@ -6,7 +6,8 @@ default for where to *read* the data, and ``--data-dir`` wins). Fields this vers
 `RunMetadata.extra` and written back unchanged. Torch-free, so the CLI can read a run's settings cheaply.
 
 Versions: ``format_version`` 1 is the only one so far; files without the ``training``, ``metrics``, ``backend``
-or ``calibration`` fields (hand-made or older checkpoints) read with empty defaults.
+or ``calibration`` fields (hand-made or older checkpoints) read with empty defaults; without
+``dataset.preprocess`` (written before preprocessing was a setting) they read as ``standard``, what they used.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hil._version import __version__
+from hil.data import LEGACY_PREPROCESS, check_preprocess
 from hil.errors import CheckpointError, ConfigError
 from hil.validation import check_int, check_list, check_number, check_table, check_text
 
@@ -64,19 +66,22 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """Which data and split: the dataset name, where it was read from, the split seed and its shape."""
+    """Which data and split: the dataset name, where it was read from, the split seed, its shape and how its
+    inputs were prepared (``preprocess``: ``paper`` or ``standard``, `hil.data.PREPROCESSING`; a file without
+    the field was written before it was a setting and read as ``standard``)."""
 
     name: str = "mnist5k"
     data_dir: str | None = None
     seed: int = 0
     input_shape: tuple[int, ...] | None = None
     num_classes: int | None = None
+    preprocess: str = "paper"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form (``metadata.dataset``)."""
         return {"name": self.name, "data_dir": self.data_dir, "seed": self.seed,
                 "input_shape": None if self.input_shape is None else list(self.input_shape),
-                "num_classes": self.num_classes}
+                "num_classes": self.num_classes, "preprocess": self.preprocess}
 
 
 @dataclass(frozen=True)
@@ -183,10 +188,15 @@ class RunMetadata:
             None if data_dir is None else check_text(data_dir, "dataset.data_dir"),
             check_int(dataset.get("seed", 0), "dataset.seed"),
             None if shape is None else tuple(check_int(n, "dataset.input_shape", low=1) for n in shape),
-            None if classes is None else check_int(classes, "dataset.num_classes", low=2))
+            None if classes is None else check_int(classes, "dataset.num_classes", low=2),
+            check_preprocess(dataset.get("preprocess", LEGACY_PREPROCESS), "dataset.preprocess"))
         training = check_table(data.get("training") or {}, "training")
         history = check_list(training.get("history", []), "training.history")
-        training_state = TrainingState(dict(check_table(training.get("config") or {}, "training.config")),
+        config = dict(check_table(training.get("config") or {}, "training.config"))
+        if config and "preprocess" not in config:
+            # Trained before preprocessing was a setting: a resumed run keeps the standardisation it had.
+            config["preprocess"] = dataset_info.preprocess
+        training_state = TrainingState(config,
                                        check_int(training.get("epochs_done", 0), "training.epochs_done", low=0),
                                        tuple(dict(check_table(r, "training.history[]")) for r in history))
         metrics = {key: check_number(value, f"metrics.{key}", finite=False)

@@ -40,7 +40,8 @@ class OpenRun:
 
 
 def load_checkpoint_data(metadata: RunMetadata, data_dir: str | None = None) -> Dataset:
-    """The dataset a checkpoint was trained on, split with its seed (so the test split is unseen).
+    """The dataset a checkpoint was trained on, split with its seed (so the test split is unseen) and prepared
+    with its preprocessing.
 
     Args:
         metadata: The checkpoint's metadata (`hil.checkpoint.Checkpoint.run`).
@@ -59,6 +60,7 @@ def load_checkpoint_data(metadata: RunMetadata, data_dir: str | None = None) -> 
         seed=info.seed,
         input_shape=info.input_shape if synthetic else None,
         num_classes=info.num_classes if synthetic else None,
+        preprocess=info.preprocess,
     )
 
 

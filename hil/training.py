@@ -102,7 +102,8 @@ def load_training_data(config: TrainConfig) -> Any:
     from hil.data import load_dataset
 
     shape = _default_input_shape(config.model) if config.dataset == "synthetic" else None
-    return load_dataset(config.dataset, data_dir=config.data_dir, seed=config.seed, input_shape=shape)
+    return load_dataset(config.dataset, data_dir=config.data_dir, seed=config.seed, input_shape=shape,
+                        preprocess=config.preprocess)
 
 
 def _model_kwargs(model: nn.Module, fallback: dict[str, Any]) -> dict[str, Any]:
@@ -223,7 +224,7 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
             calibration=calibration,
             backend=config.backend,
             dataset=DatasetInfo(config.dataset, config.data_dir, config.seed, tuple(data.input_shape),
-                                data.num_classes),
+                                data.num_classes, data.preprocess),
             seed=config.seed,
         )
         steps = _steps_per_epoch(len(data.train_x), config.batch_size)

@@ -92,7 +92,7 @@ def test_metadata_contents(trained: tuple[Path, TrainResult]) -> None:
     assert metadata["noise"] == FAST.noise.to_dict()
     assert metadata["backend"] == "sim"
     assert metadata["dataset"] == {"name": "digits", "data_dir": None, "seed": 0, "input_shape": [1, 8, 8],
-                                   "num_classes": 10}
+                                   "num_classes": 10, "preprocess": "paper"}
     assert metadata["seed"] == 0
     assert metadata["metrics"]["test_accuracy"] == result.clean_accuracy
     assert metadata["metrics"]["noisy_test_accuracy"] == result.noisy.mean

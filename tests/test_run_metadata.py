@@ -34,7 +34,9 @@ def test_round_trip_through_a_checkpoint(tmp_path: Path) -> None:
 
 def test_old_style_metadata_reads_with_defaults() -> None:
     meta = RunMetadata.from_dict({"format": FORMAT, "format_version": 1, "model": {"name": "mlp"}})
-    assert meta.dataset == DatasetInfo() and meta.training == TrainingState() and meta.calibration is None
+    # Written before preprocessing was a setting: the data was standardised then.
+    assert meta.dataset == DatasetInfo(preprocess="standard") and meta.training == TrainingState()
+    assert meta.calibration is None
     with pytest.raises(CheckpointError, match="no metrics.test_accuracy"):
         _ = meta.test_accuracy
 

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from hil.cli.console import print_wide, stderr, stdout
-from hil.cli.options import BackendOption, DataDir, ExecutorOption, parse_list
+from hil.cli.options import BackendOption, DataDir, ExecutorOption, Preprocess, parse_list
 from hil.errors import ConfigError
 
 
@@ -18,6 +18,7 @@ def harden(
     model: Annotated[str, typer.Option("--model", help="Model name (hil list).")] = "lenet5",
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name.")] = "mnist5k",
     data_dir: DataDir = None,
+    preprocess: Preprocess = None,
     bits: Annotated[str, typer.Option("--bits", help="Bit widths, e.g. 4,8.")] = "4,8",
     scaling: Annotated[str, typer.Option("--scaling", help="Activation scalings, e.g. dynamic,const:1,const:2.")]
     = "dynamic,const:1,const:2",
@@ -40,8 +41,10 @@ def harden(
     except ValueError:
         raise ConfigError(f"--bits must be integers such as 4,8, got {bits!r}") from None
     from hil.config import TrainConfig
+    from hil.data import DEFAULT_PREPROCESS
 
-    base = TrainConfig(model=model, dataset=dataset, data_dir=data_dir, epochs=epochs, backend=backend)
+    base = TrainConfig(model=model, dataset=dataset, data_dir=data_dir, epochs=epochs, backend=backend,
+                       preprocess=preprocess or DEFAULT_PREPROCESS)
     results = run_study(base, out, bits=bit_widths, scalings=parse_list(scaling, "--scaling"), repeats=repeats,
                         walk_repeats=walk_repeats, train_sigma=train_sigma, noisy=not no_noisy,
                         progress=lambda text: stderr.print(f"[dim]{text}[/]"), executor=executor)

@@ -13,6 +13,7 @@ from hil.cli.options import (
     Gradient,
     JsonFlag,
     Order,
+    Preprocess,
     SigmaAdd,
     SigmaMul,
     Sites,
@@ -27,6 +28,7 @@ def train(
     bn: Annotated[bool | None, typer.Option("--bn/--no-bn", help="BatchNorm variant.")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset name (hil list).")] = None,
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Folder with dataset files.")] = None,
+    preprocess: Preprocess = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (default 30).")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size (128).")] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Adam learning rate (1e-3).")] = None,
@@ -57,7 +59,8 @@ def train(
     from hil.cli.progress import TrainProgress
     from hil.config import TrainConfig, merge_config, read_toml
 
-    flags = {"model": model, "bn": bn, "dataset": dataset, "data_dir": data_dir, "epochs": epochs,
+    flags = {"model": model, "bn": bn, "dataset": dataset, "data_dir": data_dir, "preprocess": preprocess,
+             "epochs": epochs,
              "batch_size": batch_size, "lr": lr, "seed": seed, "clamp_weights": clamp_weights,
              "backend": backend, "calibration": None if calibration is None else str(calibration),
              "quant": quant, "act_scaling": act_scaling}

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hil.cli.console import emit_json, stderr, stdout
-from hil.cli.options import BackendOption, DataDir, ExecutorOption, JsonFlag, parse_sites
+from hil.cli.options import BackendOption, DataDir, ExecutorOption, JsonFlag, Preprocess, parse_sites
 from hil.cli.progress import ProgressBar
 from hil.errors import ConfigError
 
@@ -75,6 +75,7 @@ def walk(
     bn: Annotated[bool, typer.Option("--bn/--no-bn", help="BatchNorm variant (--train-per-point).")] = False,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs per point (--train-per-point).")] = 10,
     data_dir: DataDir = None,
+    preprocess: Preprocess = None,
     out: Annotated[Path | None, typer.Option("--out", help="Results folder (resumable).")] = None,
     heatmap: Annotated[bool, typer.Option(
         "--heatmap", help="Mixed noise on a σa × σm grid (σa from --sigmas, σm from --mul-sigmas).")] = False,
@@ -99,6 +100,9 @@ def walk(
         raise ConfigError("--adaptive works with --checkpoint (inference-only) walks")
     if train_per_point and model is None:
         raise ConfigError("--train-per-point needs --model (and --dataset)")
+    if checkpoint is not None and preprocess is not None:
+        raise ConfigError("--preprocess is for --train-per-point; a checkpoint is walked with the preprocessing "
+                          "it was trained with (recorded in it)")
     site_spec: Any = "global" if global_sweep else parse_sites(sites, keywords=("all",))
     if heatmap and sigmas is None:
         sigmas = "log:1e-2:1e2:9"  # the full per-site grid × σm would be hundreds of σ pairs per site
@@ -118,11 +122,12 @@ def walk(
                                      progress=bar.points, adaptive=plan, executor=executor)
         else:
             from hil.config import TrainConfig
+            from hil.data import DEFAULT_PREPROCESS
 
             folder = out or Path("runs") / f"walk-{model}-{dataset}"
             assert model is not None  # checked above: --train-per-point needs --model
             base = TrainConfig(model=model, bn=bn, dataset=dataset, data_dir=data_dir, epochs=epochs,
-                               backend=backend)
+                               backend=backend, preprocess=preprocess or DEFAULT_PREPROCESS)
             report = walk_training(base, spec, folder, progress=bar.points, executor=executor)
     if as_json:
         emit_json(report.to_dict())

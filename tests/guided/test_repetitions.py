@@ -27,7 +27,7 @@ GRID = parse_sigmas("log:0.1:100:10")
 @pytest.fixture(scope="module")
 def walked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("guided")
-    train(TrainConfig(model="mlp", dataset="digits", epochs=3), root / "mlp", keep_epochs=False)
+    train(TrainConfig(model="mlp", dataset="digits", epochs=20), root / "mlp", keep_epochs=False)
     walk_checkpoint(root / "mlp", SweepSpec(noise="add", sigmas=GRID, repeats=2), root / "walk")
     walk_checkpoint(root / "mlp", SweepSpec(noise="add", sigmas=GRID, sites="global", repeats=2), root / "walk")
     return root / "mlp", root / "walk"

@@ -4,9 +4,9 @@
 the MLP trained 3 epochs on digits (seed 0, the dataset's standardised preprocessing): fixed-grid
 per-site walks on the stacked path, a naive (no prefix cache) mixed walk, a global walk, a
 multiplicative walk, a σa × σm grid and an adaptive walk. Every point's accuracy, loss and seed
-must come back unchanged. Preprocessing is not yet a setting (standardised is the only one); when it
-becomes one (the paper-fidelity issue), the training below must name the standard preprocessing
-explicitly, or these numbers change for a reason that has nothing to do with the engine.
+must come back unchanged. The training below names the standard preprocessing explicitly (the default
+became the paper's [0, 1] pixels), or these numbers would change for a reason that has nothing to do
+with the engine.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def _spec(data: dict) -> SweepSpec:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("baseline") / "mlp"
-    train(TrainConfig(model="mlp", dataset="digits", epochs=3), out, keep_epochs=False)
+    # Recorded when every input was standardised: pinned to that preprocessing (the default is now "paper").
+    train(TrainConfig(model="mlp", dataset="digits", epochs=3, preprocess="standard"), out, keep_epochs=False)
     return out
 
 
