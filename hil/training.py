@@ -323,3 +323,24 @@ def _train_epoch(noisy: NoisyModel, optimizer: torch.optim.Optimizer, data: Any,
     test_accuracy = accuracy(noisy.model, data.test_x, data.test_y)
     return EpochRecord(epoch + 1, total_loss / seen, correct / seen, test_accuracy, lr,
                        time.perf_counter() - started)
+
+
+def train_once(config: TrainConfig, out: str | Path) -> Path:
+    """``config`` trained into ``out``, or ``out`` as it is when it already holds this very training.
+
+    Studies that train many networks into one folder call this, so a rerun resumes them.
+
+    Raises:
+        ConfigError: ``out`` holds a checkpoint trained with other settings (never overwritten).
+        HilError: Training failed.
+    """
+    from hil.checkpoint import METADATA, read_run_metadata
+
+    out = Path(out)
+    if (out / METADATA).is_file():
+        if TrainConfig.from_dict(read_run_metadata(out).training.config) != config:
+            raise ConfigError(f"{out} was trained with other settings (epochs, dataset, preprocessing, noise…) "
+                              f"than this study's; give another --out or the settings it was run with")
+        return out
+    train(config, out, overwrite=out.exists(), keep_epochs=False)
+    return out

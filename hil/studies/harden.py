@@ -94,20 +94,12 @@ def variants(bits: Sequence[int], scalings: Sequence[str], noisy: bool = True) -
 
 
 def _train_once(base: TrainConfig, variant: Variant, seed: int, sigma: float, folder: Path) -> Path:
-    from hil.checkpoint import METADATA, read_run_metadata
-    from hil.training import train
+    from hil.training import train_once
 
-    out = folder / "runs" / variant.key / f"seed-{seed}"
     config = replace(base, seed=seed, quant=variant.bits,
                      act_scaling=variant.scaling if variant.bits is not None else "dynamic",
                      noise=NoiseSpec(sigma_add=sigma) if variant.noisy else NoiseSpec())
-    if (out / METADATA).is_file():
-        if TrainConfig.from_dict(read_run_metadata(out).training.config) != config:
-            raise ConfigError(f"{out} was trained with other settings (epochs, dataset, preprocessing, noise…) "
-                              f"than this study's; give another --out or the settings it was run with")
-        return out  # finished before: resume skips it
-    train(config, out, overwrite=out.exists(), keep_epochs=False)
-    return out
+    return train_once(config, folder / "runs" / variant.key / f"seed-{seed}")
 
 
 def _global_mu(checkpoint: Path, folder: Path, sigmas: tuple[float, ...], repeats: int, backend: str,
