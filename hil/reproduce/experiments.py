@@ -212,8 +212,8 @@ def global_midpoints(ctx: ReproContext) -> ReproTable:
                                     f"{_paper_ratio(ratio_row)})", ratio_row.ours >= 2.0,
                                     f"{ratio_row.ours:.2f}× [{ratio_row.low:.2f}, {ratio_row.high:.2f}]"))
     protocol = (f"global noise (the same σ at every site, BN sites not noised); inference-only: networks trained clean "
-                f"({ctx.epochs} epochs), walked on the paper's global grid ({repeats} draws); noisy-trained: one network "
-                f"per σ trained with that noise ({len(train_grid)} σ × {train_repeats} seeds) and tested under it; μ "
+                f"({ctx.epochs} epochs), walked on the paper's global grid ({repeats} draws); noisy-trained: one "
+                f"network per σ trained with that noise ({len(train_grid)} σ × {train_repeats} seeds) and tested under it; μ "
                 f"from the paper's logistic fit with 95 % intervals; the ratio's interval combines the two intervals' "
                 f"ends. Noisy-trained LeNet-5 rows are left out (about 40 min per row on 2 cores): run "
                 f"hil walk --train-per-point --global --model lenet5 for them.")
@@ -315,8 +315,8 @@ def weight_growth(ctx: ReproContext) -> ReproTable:
                         f"mean unclamped/clamped ratio {mean_ratio[True]:.2f} with BN, "
                         f"{mean_ratio[False]:.2f} without"))
     protocol = (f"LeNet-5, global additive noise σa = {WEIGHT_SIGMA:g} during training (near the noisy-trained "
-                f"global midpoints of Table 1), {epochs} epochs, {seeds} seed(s); weights clamped to [-1, 1] after every "
-                f"step vs free; clean networks for the growth rows; mean |w| per Conv/Linear layer.")
+                f"global midpoints of Table 1), {epochs} epochs, {seeds} seed(s); weights clamped to [-1, 1] after "
+                f"every step vs free; clean networks for the growth rows; mean |w| per Conv/Linear layer.")
     return ReproTable("weights", "002 Table 2: weight growth under additive noisy training", ctx.dataset, protocol,
                       tuple(rows), tuple(checks), {"sigma_add": WEIGHT_SIGMA, "seeds": seeds, "epochs": epochs})
 
