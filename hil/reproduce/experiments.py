@@ -214,8 +214,8 @@ def global_midpoints(ctx: ReproContext) -> ReproTable:
     protocol = (f"global noise (the same σ at every site, BN sites not noised); inference-only: networks trained clean "
                 f"({ctx.epochs} epochs), walked on the paper's global grid ({repeats} draws); noisy-trained: one "
                 f"network per σ trained with that noise ({len(train_grid)} σ × {train_repeats} seeds) and tested "
-                f"under it; μ from the paper's logistic fit with 95 % intervals; the ratio's interval combines the two intervals' "
-                f"ends. Noisy-trained LeNet-5 rows are left out (about 40 min per row on 2 cores): run "
+                f"under it; μ from the paper's logistic fit with 95 % intervals; the ratio's interval combines the "
+                f"two intervals' ends. Noisy-trained LeNet-5 rows are left out (about 40 min per row on 2 cores): run "
                 f"hil walk --train-per-point --global --model lenet5 for them.")
     return ReproTable("table4", "002 Tables 4 and 1: global midpoint noise, inference-only vs noisy-trained",
                       ctx.dataset, protocol, tuple(rows), tuple(checks),
