@@ -21,7 +21,7 @@ def demo(
 
     settings = DemoSettings(epochs=epochs)
     if quick:
-        settings = DemoSettings(epochs=min(epochs, 3), samples=4000, walk_repeats=2, draws=3)
+        settings = DemoSettings(epochs=min(epochs, 3), samples=4000, walk_repeats=2, draws=3, paper_draws=3)
     summary = run_demo(out, settings, step=lambda text: stderr.print(f"[bold]{text}[/]"))
     rows = summary["repetitions"]["strategies"]
     stdout.print(f"device σa {summary['calibration']['sigma_add']['value']:.3g} (truth "
@@ -32,4 +32,6 @@ def demo(
     for row in rows:
         stdout.print(f"  {row['strategy']:14} {row['accuracy']['mean']:.1%} on the device, "
                      f"{row['total_executions']} executions")
+    for line in summary["verdict"]:
+        stdout.print(line, markup=False)
     stdout.print(f"report: {out / 'report.md'}")

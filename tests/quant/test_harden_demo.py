@@ -50,6 +50,12 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     report = (out / "report.md").read_text()
     for heading in ("## 1. Calibration", "## 2. Training", "## 3. Walking Noise", "## 4. Repeated executions"):
         assert heading in report
+    # The paper's setting on the Gaussian model, and a verdict that says whether guidance carried over.
+    assert [row["strategy"] for row in summary["paper_setting"]["strategies"]] == ["uniform", "guided-1/mu"]
+    assert summary["paper_setting"]["sigma_source"].startswith("global μ of the walk")
+    assert summary["verdict"][0].startswith("On the device, guided-1/μ ")
+    assert "### Verdict" in report and summary["verdict"][1] in report
+    assert summary["verdict"][0] in result.stdout
     for image in ("calibration/variance.png", "walk/plots/curves.png", "walk/plots/mu.png"):
         assert (out / image).is_file() and image in report
     again = runner.invoke(app, ["demo", "--out", str(out), "--quick"])
