@@ -29,7 +29,7 @@ class CheckpointEvaluation:
 
 def evaluate_checkpoint(path: str | Path, backend: str, noise: NoiseSpec, *, repeats: int = 1,
                         seed: int = 0, data_dir: str | None = None,
-                        batch_size: int = 1000) -> CheckpointEvaluation:
+                        batch_size: int = 1000, fold_bn: bool = False) -> CheckpointEvaluation:
     """Load checkpoint ``path`` and measure its test accuracy under ``noise`` on ``backend``.
 
     The test split is rebuilt from the dataset name and seed stored in the checkpoint, so it is
@@ -40,7 +40,7 @@ def evaluate_checkpoint(path: str | Path, backend: str, noise: NoiseSpec, *, rep
     """
     from hil.runs import open_run
 
-    with open_run(path, backend, noise, data_dir=data_dir) as run:
+    with open_run(path, backend, noise, data_dir=data_dir, fold_bn=fold_bn) as run:
         result = evaluate(run.noisy, run.data.test_x, run.data.test_y, repeats=repeats, seed=seed,
                           batch_size=batch_size)
         name = run.data.name

@@ -66,10 +66,12 @@ def load_checkpoint_data(metadata: RunMetadata, data_dir: str | None = None) -> 
 
 @contextmanager
 def open_run(checkpoint: str | os.PathLike[str], backend: str | BackendSpec | Backend = "sim",
-             noise: NoiseSpec | None = None, *, data_dir: str | None = None) -> Iterator[OpenRun]:
+             noise: NoiseSpec | None = None, *, data_dir: str | None = None,
+             fold_bn: bool = False) -> Iterator[OpenRun]:
     """Load ``checkpoint``, rebuild its data split, build ``backend`` and wrap the model with ``noise``.
 
-    A backend given as an object is used as it is and still closed on exit.
+    A backend given as an object is used as it is and still closed on exit. ``fold_bn`` folds every
+    BatchNorm into the Linear/Conv before it first (`hil.models.fold`), as an analog deployment runs it.
 
     Raises:
         HilError: Bad checkpoint, dataset or backend.
@@ -82,6 +84,10 @@ def open_run(checkpoint: str | os.PathLike[str], backend: str | BackendSpec | Ba
     runner = None if isinstance(backend, str | BackendSpec) else backend
     try:
         loaded = load_checkpoint(checkpoint)
+        if fold_bn:
+            from hil.models.fold import fold_batchnorm
+
+            fold_batchnorm(loaded.model)
         data = load_checkpoint_data(loaded.run, data_dir)
         if runner is None:
             runner = get_backend(backend)

@@ -14,7 +14,9 @@ outputs and the residual add — with the ReLU that follows it — are digital a
 default (the add-and-ReLU runs as ``clamp_min``, which is not a site function). Sites: input, stem
 conv, stem ReLU, stem max pool, 8 × 3 block sites, 3 shortcut convs, average pool, FC = 33 (the
 paper's count); 32 with the CIFAR stem. With ``noisy_bn=True`` the BN outputs become sites too
-(+20) and with ``noisy_add=True`` the post-add ReLU becomes one (+8).
+(+20) and with ``noisy_add=True`` the post-add ReLU becomes one (+8). `ResNet18.fold_batchnorm`
+folds every BN into its conv for inference (``--fold-bn``): the same clean outputs, and a conv's
+noise is no longer scaled by the BN gain after it.
 """
 
 from __future__ import annotations
@@ -41,15 +43,28 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.noisy_bn, self.noisy_add = noisy_bn, noisy_add
+        self.folded = False
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
                                           nn.BatchNorm2d(planes))
 
     def _bn(self, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+        if self.folded:
+            return x  # folded into the conv before it
         if self.noisy_bn:
             return bn(x)
         return _digital_bn(bn, x)
+
+    def fold_batchnorm(self) -> None:
+        """Fold the block's BN layers into its convs (inference); `_bn` then passes values through."""
+        from hil.models.fold import fold_layer
+
+        fold_layer(self.conv1, self.bn1)
+        fold_layer(self.conv2, self.bn2)
+        if len(self.shortcut):
+            fold_layer(self.shortcut[0], self.shortcut[1])
+        self.folded = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self._bn(self.bn1, self.conv1(x)))
@@ -110,6 +125,7 @@ class ResNet18(nn.Module):
         self.num_classes, self.width, self.noisy_bn, self.noisy_add = num_classes, width, noisy_bn, noisy_add
         self.stem = stem
         self.bn = True
+        self.folded = False
         planes = [max(1, round(p * width)) for p in (64, 128, 256, 512)]
         if stem == "imagenet":
             self.conv1 = nn.Conv2d(self.input_shape[0], planes[0], 7, stride=2, padding=3, bias=False)
@@ -129,9 +145,22 @@ class ResNet18(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_planes, num_classes)
 
+    def fold_batchnorm(self) -> None:
+        """Fold every BN into the conv before it (inference, as an analog deployment does; `hil.models.fold`)."""
+        from hil.models.fold import fold_layer
+
+        if self.folded:
+            return
+        fold_layer(self.conv1, self.bn1)
+        for block in self.layers:
+            cast(BasicBlock, block).fold_batchnorm()
+        self.folded = True
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         stem = self.conv1(x)
-        out = self.relu(self.bn1(stem) if self.noisy_bn else _digital_bn(self.bn1, stem))
+        if not self.folded:
+            stem = self.bn1(stem) if self.noisy_bn else _digital_bn(self.bn1, stem)
+        out = self.relu(stem)
         out = self.layers(self.pool(out))
         out = self.avgpool(out).flatten(1)
         return self.fc(out)

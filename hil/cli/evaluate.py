@@ -11,6 +11,7 @@ from hil.cli.console import describe_noise, emit_json, stdout
 from hil.cli.options import (
     Executions,
     ExecutorOption,
+    FoldBn,
     Gradient,
     JsonFlag,
     Order,
@@ -51,6 +52,7 @@ def evaluate(
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Override the dataset folder.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch size.")] = 1000,
     executor: ExecutorOption = "local",
+    fold_bn: FoldBn = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Accuracy of a checkpoint under noise: mean ± std over --repeats noise draws."""
@@ -78,7 +80,8 @@ def evaluate(
                                      allocator=allocator, repeats=repeats)
         report = evaluate_repetitions(checkpoint, request.strategies, budget=request.budget, noise=noise,
                                       walk=request.walk, backend=backend, repeats=request.repeats, seed=seed,
-                                      cost=cost, data_dir=data_dir, batch_size=batch_size, executor=runner)
+                                      cost=cost, data_dir=data_dir, batch_size=batch_size, executor=runner,
+                                      fold_bn=fold_bn)
         if as_json:
             emit_json(report.to_dict())
             return
@@ -92,7 +95,7 @@ def evaluate(
     from hil.evaluation_job import evaluate_checkpoint
 
     evaluation = evaluate_checkpoint(checkpoint, backend, noise, repeats=repeats or 1, seed=seed,
-                                     data_dir=data_dir, batch_size=batch_size)
+                                     data_dir=data_dir, batch_size=batch_size, fold_bn=fold_bn)
     if as_json:
         emit_json(evaluation.to_dict())
         return

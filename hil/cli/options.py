@@ -23,6 +23,9 @@ BackendOption = Annotated[str, typer.Option(
 ExecutorOption = Annotated[str, typer.Option(
     "--executor", help="Where study points run: local (this process), ray, ray#workers=2, ray#address=ray://HEAD:10001.")]
 DataDir = Annotated[str | None, typer.Option("--data-dir", help="Folder with dataset files.")]
+FoldBn = Annotated[bool, typer.Option(
+    "--fold-bn", help="Fold BatchNorm into the Linear/Conv before it, as an analog deployment runs it "
+                      "(a conv's noise is then not scaled by the BN gain).")]
 Preprocess = Annotated[str | None, typer.Option(
     "--preprocess", help="paper (default: images as [0, 1] pixels, speech as MFCCs, as Walking Noise) or "
                          "standard (inputs standardised to mean 0 / std 1).")]

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hil.cli.console import emit_json, stderr, stdout
-from hil.cli.options import BackendOption, DataDir, ExecutorOption, JsonFlag, Preprocess, parse_sites
+from hil.cli.options import BackendOption, DataDir, ExecutorOption, FoldBn, JsonFlag, Preprocess, parse_sites
 from hil.cli.progress import ProgressBar
 from hil.errors import ConfigError
 
@@ -86,6 +86,7 @@ def walk(
         "--target-width", help="--adaptive: stop at a 95 % μ interval this many decades wide.")] = 0.1,
     backend: BackendOption = "sim",
     executor: ExecutorOption = "local",
+    fold_bn: FoldBn = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print mu.json content on stdout.")] = False,
 ) -> None:
     """Walking Noise: accuracy vs σ per site, midpoint μ with 95 % intervals (resumable)."""
@@ -100,6 +101,8 @@ def walk(
         raise ConfigError("--adaptive works with --checkpoint (inference-only) walks")
     if train_per_point and model is None:
         raise ConfigError("--train-per-point needs --model (and --dataset)")
+    if fold_bn and checkpoint is None:
+        raise ConfigError("--fold-bn walks a trained --checkpoint (inference); training keeps BatchNorm as it is")
     if checkpoint is not None and preprocess is not None:
         raise ConfigError("--preprocess is for --train-per-point; a checkpoint is walked with the preprocessing "
                           "it was trained with (recorded in it)")
@@ -119,7 +122,7 @@ def walk(
 
                 plan = AdaptivePlan(target_width=target_width)
             report = walk_checkpoint(checkpoint, spec, folder, backend=backend, data_dir=data_dir,
-                                     progress=bar.points, adaptive=plan, executor=executor)
+                                     progress=bar.points, adaptive=plan, executor=executor, fold_bn=fold_bn)
         else:
             from hil.config import TrainConfig
             from hil.data import DEFAULT_PREPROCESS

@@ -273,7 +273,8 @@ def _with_walk_sigma(noise: NoiseSpec, sensitivity: Sensitivity) -> tuple[NoiseS
 def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequence[str], *, budget: int,
                          noise: NoiseSpec, walk: str | os.PathLike[str] | None = None, backend: str = "sim",
                          repeats: int = 5, seed: int = 0, cost: str = "executions", data_dir: str | None = None,
-                         batch_size: int = 1000, executor: str | Executor | None = None) -> RepetitionReport:
+                         batch_size: int = 1000, executor: str | Executor | None = None,
+                         fold_bn: bool = False) -> RepetitionReport:
     """Accuracy of ``checkpoint`` under ``noise`` for each repetition strategy, same seeds for all.
 
     Args:
@@ -289,6 +290,7 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
         data_dir: Override the dataset folder.
         batch_size: Evaluation batch size.
         executor: Where the (strategy, draw) points run (`hil.studies.engine.get_executor`; default local).
+        fold_bn: Fold BatchNorm into the layer before it first (`hil.models.fold`).
 
     Raises:
         HilError: Bad checkpoint, walk folder, σ, budget, backend or executor.
@@ -304,7 +306,7 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
     sigma_source = "given"
     if sensitivity is not None:
         noise, sigma_source = _with_walk_sigma(noise, sensitivity)
-    with open_run(checkpoint, backend, noise, data_dir=data_dir) as run:
+    with open_run(checkpoint, backend, noise, data_dir=data_dir, fold_bn=fold_bn) as run:
         noisy, data, loaded = run.noisy, run.data, run.checkpoint
         plan = noisy.site_noise
         noisy_sites = [SiteCost(s.name, s.macs, s.numel) for s, n in zip(noisy.sites, plan, strict=True)

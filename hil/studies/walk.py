@@ -169,12 +169,14 @@ class InferenceWalk(SweepStudy):
 def walk_checkpoint(checkpoint: str | os.PathLike[str], spec: SweepSpec, out: str | os.PathLike[str], *,
                     backend: str = "sim", data_dir: str | None = None,
                     progress: Any = None, adaptive: AdaptivePlan | None = None,
-                    executor: Executor | str | None = None, write_summary: bool = True) -> WalkReport:
+                    executor: Executor | str | None = None, write_summary: bool = True,
+                    fold_bn: bool = False) -> WalkReport:
     """Inference-only Walking Noise on a trained checkpoint, on ``backend``; resumable through ``out``.
 
     With ``adaptive`` each site gets an adaptive σ design instead of the fixed grid ``spec.sigmas``.
     ``write_summary=False`` leaves ``OUT/mu.json`` alone (studies that keep many walks in one store).
     ``progress`` is a factory: called with the number of points, it returns the per-point callback.
+    ``fold_bn`` walks the network with its BatchNorm folded into the layers before it (`hil.models.fold`).
 
     Raises:
         HilError: Bad checkpoint, backend, sites or grid.
@@ -189,7 +191,7 @@ def walk_checkpoint(checkpoint: str | os.PathLike[str], spec: SweepSpec, out: st
 
     chosen = parse_backend_spec(backend)
     runner = get_executor(executor)
-    with open_run(checkpoint, chosen, data_dir=data_dir) as run:
+    with open_run(checkpoint, chosen, data_dir=data_dir, fold_bn=fold_bn) as run:
         data = run.data
         walk = InferenceWalk(run.noisy, data.test_x, data.test_y, spec)
         config: dict[str, Any] = {
@@ -200,6 +202,8 @@ def walk_checkpoint(checkpoint: str | os.PathLike[str], spec: SweepSpec, out: st
             config["backend"] = chosen.text
         if data.preprocess != LEGACY_PREPROCESS:  # likewise walks of standardised checkpoints
             config["preprocess"] = data.preprocess
+        if fold_bn:
+            config["fold_bn"] = True
         if adaptive is not None:
             if spec.noise == "mul" or spec.is_global:
                 raise ConfigError("--adaptive supports per-site add and mixed noise (log σ); drop --adaptive")
