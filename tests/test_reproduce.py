@@ -22,6 +22,7 @@ def test_list_names_every_experiment() -> None:
     result = runner.invoke(app, ["reproduce", "--list"])
     assert result.exit_code == 0
     assert [line.split()[0] for line in result.stdout.splitlines()] == list(EXPERIMENTS)
+    assert "resnet-bn" in EXPERIMENTS
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
