@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from hil.cli.console import emit_json, print_wide, stderr, stdout
-from hil.cli.options import DataDir, ExecutorOption, JsonFlag
+from hil.cli.options import DataDir, ExecutorOption, JsonFlag, parse_list
 from hil.errors import ConfigError
 
 
@@ -24,6 +24,10 @@ def reproduce(
     = False,
     out: Annotated[Path, typer.Option("--out", help="Reproduction folder (resumable; networks shared).")]
     = Path("runs/reproduce"),
+    models: Annotated[str | None, typer.Option(
+        "--models", help="Only the rows of these models, e.g. mlp (skips the slow LeNet-5 rows).")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        "--epochs", min=1, help="Train every network this many epochs (default: each experiment's).")] = None,
     executor: ExecutorOption = "local",
     as_json: JsonFlag = False,
 ) -> None:
@@ -41,8 +45,17 @@ def reproduce(
 
     names = list(EXPERIMENTS) if name == "all" else [get_experiment(name).name]
     TrainConfig(dataset=dataset, data_dir=data_dir)  # an unknown dataset fails here, before any work
+    chosen = None
+    if models is not None:
+        from hil.models import MODELS
+
+        chosen = tuple(parse_list(models, "--models"))
+        for model in chosen:
+            if model not in MODELS:
+                raise ConfigError(f"unknown model {model!r} in --models; choose from: {', '.join(MODELS.names())}")
     context = ReproContext(out=out, dataset=dataset, data_dir=data_dir, quick=quick, executor=executor,
-                           progress=lambda text: stderr.print(f"[dim]{text}[/]", markup=True))
+                           progress=lambda text: stderr.print(f"[dim]{text}[/]", markup=True), models=chosen,
+                           epochs_override=epochs)
     results = []
     for each in names:
         table, paths = run_experiment(each, context)

@@ -41,6 +41,8 @@ class ReproContext:
         quick: A reduced protocol (minutes on a laptop) instead of the paper's.
         executor: Where walk and study points run (``local``, ``ray``, …).
         progress: Called with a line of text as each step starts.
+        models: Run only the rows of these models (None: every row the experiment has).
+        epochs_override: Train every network this many epochs instead of the experiment's default.
     """
 
     out: Path
@@ -49,6 +51,21 @@ class ReproContext:
     quick: bool = False
     executor: str = "local"
     progress: Callable[[str], None] | None = None
+    models: tuple[str, ...] | None = None
+    epochs_override: int | None = None
+
+    def rows(self, *candidates: tuple[str, bool]) -> list[tuple[str, bool]]:
+        """The (model, bn) rows of ``candidates`` that ``models`` selects.
+
+        Raises:
+            ConfigError: ``models`` selects none of them.
+        """
+        chosen = [c for c in candidates if self.models is None or c[0] in self.models]
+        if not chosen:
+            names = ", ".join(dict.fromkeys(model for model, _ in candidates))
+            raise ConfigError(f"--models {','.join(self.models or ())} selects none of this experiment's models "
+                              f"({names})")
+        return chosen
 
     def say(self, text: str) -> None:
         """Report a step."""
@@ -57,8 +74,14 @@ class ReproContext:
 
     @property
     def epochs(self) -> int:
-        """Training epochs: the paper's 30 for Walking Noise (10 quick)."""
-        return 10 if self.quick else 30
+        """Training epochs of the Walking Noise experiments: 30 (10 quick), or ``epochs_override``."""
+        return self.epochs_for(30, 10)
+
+    def epochs_for(self, full: int, quick: int) -> int:
+        """An experiment's training epochs: ``full`` or ``quick``, unless ``epochs_override`` is set."""
+        if self.epochs_override is not None:
+            return self.epochs_override
+        return quick if self.quick else full
 
     def config(self, model: str, bn: bool, **changes: Any) -> TrainConfig:
         """A training config on this context's data (default preprocessing: the paper's)."""
@@ -148,8 +171,8 @@ def guided_repetitions(ctx: ReproContext) -> ReproTable:
     checks: list[Check] = []
     draws = 5 if ctx.quick else 10
     repeats = 3 if ctx.quick else 5
-    models = [("mlp", False), ("mlp", True)] + ([] if ctx.quick else [("lenet5", False), ("lenet5", True)])
-    for model, bn in models:
+    lenet = [] if ctx.quick else [("lenet5", False), ("lenet5", True)]
+    for model, bn in ctx.rows(("mlp", False), ("mlp", True), *lenet):
         checkpoint = trained(ctx, ctx.config(model, bn))
         _walk(ctx, checkpoint, "add", "all", repeats)
         _walk(ctx, checkpoint, "add", "global", repeats)
@@ -192,7 +215,8 @@ def global_midpoints(ctx: ReproContext) -> ReproTable:
     repeats = 3 if ctx.quick else 5
     train_repeats = 1 if ctx.quick else 2
     train_grid = log_grid(1e-2, 1e2, 9) if ctx.quick else default_sigmas("add", True)
-    for model, bn in [("mlp", False), ("mlp", True)] + ([] if ctx.quick else [("lenet5", False), ("lenet5", True)]):
+    lenet = [] if ctx.quick else [("lenet5", False), ("lenet5", True)]
+    for model, bn in ctx.rows(("mlp", False), ("mlp", True), *lenet):
         label, key = _label(model, bn), _key(model, bn)
         checkpoint = trained(ctx, ctx.config(model, bn))
         for noise in noises:
@@ -289,7 +313,7 @@ def weight_growth(ctx: ReproContext) -> ReproTable:
     rows: list[Row] = []
     checks: list[Check] = []
     seeds = 1 if ctx.quick else 2
-    epochs = 5 if ctx.quick else 20
+    epochs = ctx.epochs_for(20, 5)
     noise = NoiseSpec(sigma_add=WEIGHT_SIGMA)
     mean_ratio = {}
     for bn in (True, False):
@@ -340,7 +364,7 @@ def hardening(ctx: ReproContext) -> ReproTable:
     bits = (8,) if ctx.quick else (4, 8)
     scalings = ("dynamic", "const:1") if ctx.quick else ("dynamic", "const:1", "const:2")
     repeats = 1 if ctx.quick else 2
-    epochs = 3 if ctx.quick else 15
+    epochs = ctx.epochs_for(15, 3)
     base = replace(ctx.config("lenet5", False), epochs=epochs)
     ctx.say(f"hardening study: LeNet-5, bits {bits}, scalings {scalings}, {repeats} network(s) per row")
     results = run_study(base, ctx.out / "harden-lenet5", bits=bits, scalings=scalings, repeats=repeats,
@@ -387,7 +411,7 @@ def resnet_batchnorm(ctx: ReproContext) -> ReproTable:
     """ResNet-18 vs LeNet-5 global μ, with ResNet's BN digital (default), folded into its convs, or noisy."""
     from hil.walking.grid import default_sigmas, log_grid
 
-    epochs = 2 if ctx.quick else 8
+    epochs = ctx.epochs_for(8, 2)
     repeats = 2 if ctx.quick else 3
     grid = log_grid(1e-2, 1e2, 9) if ctx.quick else default_sigmas("add", True)
     lenet = trained(ctx, replace(ctx.config("lenet5", False), epochs=epochs))
