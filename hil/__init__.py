@@ -53,19 +53,26 @@ _LAZY = {
     "load_sensitivity": "hil.guided.sensitivity",
     "allocate_greedy": "hil.guided.allocation",
     "allocate_inverse_mu": "hil.guided.allocation",
+    "run_experiment": "hil.reproduce",
+    "ReproContext": "hil.reproduce",
+    "EXPERIMENTS": "hil.reproduce",
+    "fold_batchnorm": "hil.models.fold",
+    "PREPROCESSING": "hil.data",
 }
 
 if TYPE_CHECKING:
     from hil.backends import get_backend, parse_backend_spec, register_backend
     from hil.checkpoint import load_checkpoint, read_run_metadata, save_checkpoint
     from hil.config import TrainConfig
-    from hil.data import Dataset, load_dataset
+    from hil.data import PREPROCESSING, Dataset, load_dataset
     from hil.evaluation import evaluate
     from hil.guided.allocation import allocate_greedy, allocate_inverse_mu
     from hil.guided.compare import evaluate_repetitions
     from hil.guided.sensitivity import load_sensitivity
     from hil.models import create_model, list_models, register_model
+    from hil.models.fold import fold_batchnorm
     from hil.noisy_model import NoisyModel, wrap
+    from hil.reproduce import EXPERIMENTS, ReproContext, run_experiment
     from hil.run_metadata import RunMetadata
     from hil.runs import open_run
     from hil.sites import Site
