@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -168,14 +167,10 @@ class PairedDifference:
 def paired_difference(strategy: str, result: EvaluationResult, baseline: str, reference: EvaluationResult,
                       confidence: float = 0.95) -> PairedDifference:
     """Mean of the per-draw differences with a Student-t interval (needs ≥ 2 paired draws)."""
-    from scipy import stats
+    from hil.intervals import mean_interval
 
     diffs = [a - b for a, b in zip(result.accuracies, reference.accuracies, strict=True)]
-    mean = statistics.fmean(diffs)
-    if len(diffs) < 2:
-        return PairedDifference(strategy, baseline, mean, math.nan, math.nan)
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(diffs) - 1)) * statistics.stdev(diffs) / math.sqrt(len(diffs))
-    return PairedDifference(strategy, baseline, mean, mean - half, mean + half)
+    return PairedDifference(strategy, baseline, *mean_interval(diffs, confidence))
 
 
 @dataclass(frozen=True)

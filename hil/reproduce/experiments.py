@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from hil.config import TrainConfig
 from hil.errors import ConfigError
+from hil.intervals import mean_interval
 from hil.noise import NoiseSpec
 from hil.reproduce.table import Check, PaperValue, ReproTable, Row, paper_value
 
@@ -154,20 +155,6 @@ def _mu_row(quantity: str, fit: CurveFit, paper: PaperValue | None, group: str) 
     return Row(quantity, fit.mu, fit.mu_low, fit.mu_high, paper, group=group)
 
 
-def _mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
-    """Mean and 95 % Student-t interval (nan interval for fewer than 2 values)."""
-    from scipy import stats
-
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return math.nan, math.nan, math.nan
-    mean = statistics.fmean(finite)
-    if len(finite) < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.975, len(finite) - 1)) * statistics.stdev(finite) / math.sqrt(len(finite))
-    return mean, mean - half, mean + half
-
-
 # ---- 002 Table 3: guided multi-execution ---------------------------------------------------------------------
 
 def guided_repetitions(ctx: ReproContext) -> ReproTable:
@@ -191,7 +178,7 @@ def guided_repetitions(ctx: ReproContext) -> ReproTable:
         by_name = {s.allocation.strategy: s for s in report.strategies}
         for strategy, name in (("uniform", "uniform"), ("guided-1/mu", "guided")):
             item = by_name[strategy]
-            mean, low, high = _mean_interval([100 * a for a in item.result.accuracies])
+            mean, low, high = mean_interval([100 * a for a in item.result.accuracies])
             rows.append(Row(f"{label}: accuracy {name} (%)", mean, low, high,
                             ctx.paper("table3", f"{key}/{name}"),
                             note=f"executions {list(item.allocation.executions)}", group=label))
@@ -337,11 +324,11 @@ def weight_growth(ctx: ReproContext) -> ReproTable:
             ratios.append([f / c for f, c in zip(free, clamped, strict=True)])
             growth.append([f / c for f, c in zip(free, clean, strict=True)])
         for layer in range(len(ratios[0])):
-            mean, low, high = _mean_interval([r[layer] for r in ratios])
+            mean, low, high = mean_interval([r[layer] for r in ratios])
             rows.append(Row(f"{label}: layer {layer + 1} mean |w| unclamped / clamped", mean, low, high,
                             ctx.paper("weights", f"{key}/layer{layer + 1}"), group=f"{label}: unclamped / clamped"))
         for layer in range(len(growth[0])):
-            mean, low, high = _mean_interval([g[layer] for g in growth])
+            mean, low, high = mean_interval([g[layer] for g in growth])
             rows.append(Row(f"{label}: layer {layer + 1} mean |w| noisy / clean", mean, low, high,
                             group=f"{label}: noisy / clean"))
         mean_ratio[bn] = statistics.fmean(statistics.fmean(r) for r in ratios)

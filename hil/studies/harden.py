@@ -22,6 +22,7 @@ from typing import Any
 
 from hil.config import TrainConfig
 from hil.errors import ConfigError
+from hil.intervals import mean_interval
 from hil.noise import NoiseSpec
 
 SUMMARY = "harden.json"
@@ -56,22 +57,9 @@ class VariantResult:
     accuracies: tuple[float, ...]
     mus: tuple[float, ...]
 
-    @staticmethod
-    def _interval(values: Sequence[float]) -> tuple[float, float, float]:
-        from scipy import stats
-
-        finite = [v for v in values if math.isfinite(v)]
-        if not finite:
-            return math.nan, math.nan, math.nan
-        mean = statistics.fmean(finite)
-        if len(finite) < 2:
-            return mean, math.nan, math.nan
-        half = float(stats.t.ppf(0.975, len(finite) - 1)) * statistics.stdev(finite) / math.sqrt(len(finite))
-        return mean, mean - half, mean + half
-
     def to_dict(self) -> dict[str, Any]:
         """Plain form (nan → None)."""
-        accuracy, mu = self._interval(self.accuracies), self._interval(self.mus)
+        accuracy, mu = mean_interval(self.accuracies), mean_interval(self.mus)
 
         def clean(value: float) -> float | None:
             return value if math.isfinite(value) else None
