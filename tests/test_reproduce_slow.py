@@ -29,7 +29,9 @@ def test_noisy_training_doubles_the_global_additive_mu_of_the_mlp_without_bn(tmp
     noisy = _training_walk(ctx, ctx.config("mlp", False), "add", "global", 2, log_grid(1e-2, 1e2, 9)).sites[0].fit
     assert inference.status == noisy.status == "ok"
     # Measured 2026-12-02 (150 epochs): 0.605 inference-only, 1.46 noisy-trained, 2.4× (paper, MNIST: 3.6×).
+    # At 10 epochs (the check this replaces) noisy training gained nothing on [0, 1] pixels: 0.887 vs 0.915.
     assert noisy.mu / inference.mu >= 2.0
+    assert noisy.mu_low > inference.mu_high
 
 
 def test_the_input_site_of_the_mlp_is_the_least_robust(tmp_path: Path) -> None:
