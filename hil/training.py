@@ -181,10 +181,11 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
         checkpoint = load_checkpoint(resume_from)
         previous = checkpoint.run
         stored = TrainConfig.from_dict(previous.training.config)
-        if replace(stored, epochs=config.epochs) != config:
+        # The backend is the caller's (a checkpoint file never chooses a device or a record path).
+        if replace(stored, epochs=config.epochs, backend=config.backend) != config:
             raise ConfigError(
                 f"--resume {resume_from}: the run's settings differ from the checkpoint's; "
-                f"only --epochs may change when resuming"
+                f"only --epochs may change when resuming (and --backend, which the caller always chooses)"
             )
         first_epoch = previous.training.epochs_done
         if first_epoch >= config.epochs:

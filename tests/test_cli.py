@@ -341,7 +341,7 @@ def test_train_refuses_out_that_is_a_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "named"),
     [(["--model", "mlp"], "model"), (["--dataset", "digits"], "dataset"), (["--seed", "3"], "seed"),
-     (["--lr", "0.01"], "lr"), (["--backend", "sim"], "backend"), (["--no-bn"], "bn"),
+     (["--lr", "0.01"], "lr"), (["--no-bn"], "bn"),
      (["--sigma-add", "0.1"], "noise.sigma_add"), (["--sites", "matmul"], "noise.sites"),
      (["--config", "run.toml"], "--config")],
 )
