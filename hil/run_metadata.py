@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hil._version import __version__
-from hil.data import LEGACY_PREPROCESS, check_preprocess
+from hil.data import DEFAULT_PREPROCESS, LEGACY_PREPROCESS, check_preprocess
 from hil.errors import CheckpointError, ConfigError
 from hil.validation import check_int, check_list, check_number, check_table, check_text
 
@@ -75,7 +75,7 @@ class DatasetInfo:
     seed: int = 0
     input_shape: tuple[int, ...] | None = None
     num_classes: int | None = None
-    preprocess: str = "paper"
+    preprocess: str = DEFAULT_PREPROCESS
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form (``metadata.dataset``)."""

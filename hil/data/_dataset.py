@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hil.data import LEGACY_PREPROCESS, check_preprocess
 from hil.errors import ConfigError
 
 
@@ -30,7 +31,7 @@ class Dataset:
     test_x: torch.Tensor
     test_y: torch.Tensor
     num_classes: int
-    preprocess: str = "standard"
+    preprocess: str = LEGACY_PREPROCESS
 
     def __post_init__(self) -> None:
         # Catch loader bugs here rather than as a shape error deep inside training.
@@ -122,23 +123,7 @@ def normalised(
     Returns:
         The `Dataset` with float32 inputs and int64 labels (``preprocess`` ``standard``).
     """
-    tx = _to_tensor(train_x, torch.float32)
-    vx = _to_tensor(test_x, torch.float32)
-    # Statistics in float64: a float32 sum over ~50M pixels loses digits.
-    as64 = tx.double()
-    mean = float(as64.mean())
-    std = float(as64.std()) if tx.numel() > 1 else 0.0
-    del as64
-    # A constant train split would divide by zero; centring alone is the sensible fallback.
-    scale = std if std > 0.0 else 1.0
-    return Dataset(
-        name=name,
-        train_x=tx.sub_(mean).div_(scale),  # in place: tx is our own copy
-        train_y=_to_tensor(train_y, torch.int64),
-        test_x=vx.sub_(mean).div_(scale),
-        test_y=_to_tensor(test_y, torch.int64),
-        num_classes=int(num_classes),
-    )
+    return prepared(name, train_x, train_y, test_x, test_y, num_classes, preprocess=LEGACY_PREPROCESS, full_scale=None)
 
 
 def check_fixed(
@@ -194,15 +179,27 @@ def prepared(
     Raises:
         ConfigError: ``preprocess`` is not one of `hil.data.PREPROCESSING`.
     """
-    from hil.data import check_preprocess
-
     check_preprocess(preprocess)
-    if preprocess == "standard":
-        return normalised(name, train_x, train_y, test_x, test_y, num_classes)
     tx = _to_tensor(train_x, torch.float32)
     vx = _to_tensor(test_x, torch.float32)
-    if full_scale is not None:
-        tx.div_(full_scale)  # in place: our own copies
-        vx.div_(full_scale)
-    return Dataset(name, tx, _to_tensor(train_y, torch.int64), vx, _to_tensor(test_y, torch.int64),
-                   int(num_classes), preprocess)
+    shift, scale = 0.0, (1.0 if full_scale is None else float(full_scale))
+    if preprocess == "standard":
+        shift, scale = _train_statistics(tx)
+    return Dataset(
+        name=name,
+        train_x=tx.sub_(shift).div_(scale),  # in place: tx and vx are our own copies
+        train_y=_to_tensor(train_y, torch.int64),
+        test_x=vx.sub_(shift).div_(scale),
+        test_y=_to_tensor(test_y, torch.int64),
+        num_classes=int(num_classes),
+        preprocess=preprocess,
+    )
+
+
+def _train_statistics(train_x: torch.Tensor) -> tuple[float, float]:
+    """(mean, std) of all train values as scalars; std 1 for a constant split (centring alone then)."""
+    # Statistics in float64: a float32 sum over ~50M pixels loses digits.
+    as64 = train_x.double()
+    mean = float(as64.mean())
+    std = float(as64.std()) if train_x.numel() > 1 else 0.0
+    return mean, std if std > 0.0 else 1.0

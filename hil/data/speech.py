@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hil.data import DEFAULT_PREPROCESS
 from hil.data._dataset import Dataset, check_fixed, prepared
 from hil.errors import DataError
 
@@ -119,7 +120,7 @@ def _features(root: Path, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def load_gsc(*, data_dir: str | os.PathLike[str] | None = None, seed: int = 0,
              input_shape: tuple[int, ...] | None = None, num_classes: int | None = None,
-             preprocess: str = "paper") -> Dataset:
+             preprocess: str = DEFAULT_PREPROCESS) -> Dataset:
     """Speech Commands v2 keyword spotting, 12 classes, 1×10×49 MFCC inputs (see module docstring).
 
     ``preprocess``: ``paper`` feeds the MFCCs as they are (the paper's only preprocessing);
