@@ -30,6 +30,18 @@ class FoldsBatchNorm(Protocol):
         """Fold every BN into the Linear/Conv before it, in place (inference only)."""
 
 
+def batchnorm_gain(bn: _BatchNorm) -> torch.Tensor:
+    """Per-channel gain γ / √(running var + ε) of an inference BatchNorm (γ = 1 without affine weights).
+
+    Raises:
+        ModelError: ``bn`` has no running statistics.
+    """
+    if bn.running_var is None:
+        raise ModelError("BatchNorm without running statistics cannot be folded (track_running_stats=False)")
+    gain = torch.rsqrt(bn.running_var + bn.eps)
+    return gain if bn.weight is None else gain * bn.weight.detach()
+
+
 def fold_layer(layer: nn.Module, bn: nn.Module) -> None:
     """Fold ``bn`` (inference statistics) into ``layer``'s weight and bias, in place.
 
@@ -44,9 +56,7 @@ def fold_layer(layer: nn.Module, bn: nn.Module) -> None:
     if bn.running_mean.numel() != channels:
         raise ModelError(f"BatchNorm of {bn.running_mean.numel()} channels after a layer of {channels} outputs")
     with torch.no_grad():
-        gain = torch.rsqrt(bn.running_var + bn.eps)
-        if bn.weight is not None:
-            gain = gain * bn.weight
+        gain = batchnorm_gain(bn)
         shift = -bn.running_mean * gain + (bn.bias if bn.bias is not None else 0.0)
         bias = layer.bias if layer.bias is not None else torch.zeros_like(bn.running_mean)
         layer.weight.mul_(gain.view(-1, *([1] * (layer.weight.dim() - 1))))

@@ -125,7 +125,7 @@ def trained(ctx: ReproContext, config: TrainConfig) -> Path:
 
 
 def _walk(ctx: ReproContext, checkpoint: Path, noise: str, sites: str, repeats: int,
-          sigmas: Sequence[float] | None = None) -> WalkReport:
+          sigmas: Sequence[float] | None = None, fold_bn: bool = False) -> WalkReport:
     from hil.studies.walk import walk_checkpoint
     from hil.walking.grid import default_sigmas
     from hil.walking.sweep import SweepSpec
@@ -133,9 +133,10 @@ def _walk(ctx: ReproContext, checkpoint: Path, noise: str, sites: str, repeats: 
     is_global = sites == "global"
     grid = tuple(sigmas) if sigmas else default_sigmas(noise, is_global)
     spec = SweepSpec(noise=noise, sigmas=grid, sites=sites, repeats=repeats)
-    ctx.say(f"walking {checkpoint.name}: {noise} noise, {'global' if is_global else 'per site'}")
+    ctx.say(f"walking {checkpoint.name}: {noise} noise, {'global' if is_global else 'per site'}"
+            f"{', BN folded' if fold_bn else ''}")
     return walk_checkpoint(checkpoint, spec, ctx.out / "walks" / checkpoint.name, executor=ctx.executor,
-                           write_summary=False)
+                           write_summary=False, fold_bn=fold_bn)
 
 
 def _training_walk(ctx: ReproContext, base: TrainConfig, noise: str, sites: str, repeats: int,
@@ -375,20 +376,16 @@ def hardening(ctx: ReproContext) -> ReproTable:
     rows: list[Row] = []
     mus: dict[str, float] = {}
     for result in results:
-        data = result.to_dict()
-        label = result.variant.label
-        acc, mu = data["accuracy"], data["mu"]
-        fp32 = result.variant.bits is None
+        label, fp32 = result.variant.label, result.variant.bits is None
         prefix = "lenet5/fp32/"
-        accuracy = [_pct(v) for v in acc]
-        rows.append(Row(f"{label}: peak accuracy (%)", accuracy[0], accuracy[1], accuracy[2],
-                        ctx.paper("hardening", prefix + "accuracy") if fp32 and not result.variant.noisy else None,
-                        group="peak accuracy (%)"))
+        accuracy = mean_interval([100 * a for a in result.accuracies])
+        paper_accuracy = ctx.paper("hardening", prefix + "accuracy") if fp32 and not result.variant.noisy else None
+        rows.append(Row(f"{label}: peak accuracy (%)", *accuracy, paper=paper_accuracy, group="peak accuracy (%)"))
+        mu = mean_interval(result.mus)
         paper_mu = prefix + ("noisy-mu" if result.variant.noisy else "mu")
-        mu_values = [math.nan if v is None else float(v) for v in mu]
-        rows.append(Row(f"{label}: global μ", mu_values[0], mu_values[1], mu_values[2],
-                        ctx.paper("hardening", paper_mu) if fp32 else None, group="global additive μ"))
-        mus[label] = math.nan if mu[0] is None else mu[0]
+        rows.append(Row(f"{label}: global μ", *mu, paper=ctx.paper("hardening", paper_mu) if fp32 else None,
+                        group="global additive μ"))
+        mus[label] = mu[0]
     noisy_fp32 = mus.get("fp32 + noisy training", math.nan)
     best_qat = max((m for label, m in mus.items() if "bit" in label and "noisy" not in label), default=math.nan)
     checks = [Check("noisy training raises μ more than any QAT variant without it", noisy_fp32 > best_qat,
@@ -420,14 +417,14 @@ def resnet_batchnorm(ctx: ReproContext) -> ReproTable:
     lenet = trained(ctx, replace(ctx.config("lenet5", False), epochs=epochs))
     resnet = trained(ctx, replace(ctx.config("resnet18", False), epochs=epochs))
     noisy_bn = _variant(resnet, noisy_bn=True)
-    fits = {
-        "LeNet-5 (no BN)": (_global_add(ctx, lenet, grid, repeats), "lenet5/fp32/mu"),
-        "ResNet-18, BN digital after each noisy conv (default)": (_global_add(ctx, resnet, grid, repeats),
-                                                                  "resnet18/fp32/mu"),
-        "ResNet-18, BN folded into the convs (--fold-bn)": (_global_add(ctx, resnet, grid, repeats, fold_bn=True),
-                                                            "resnet18/fp32/mu"),
-        "ResNet-18, BN outputs noisy too (noisy_bn)": (_global_add(ctx, noisy_bn, grid, repeats), None),
+    walks = {  # label: (checkpoint, fold BN, paper cell)
+        "LeNet-5 (no BN)": (lenet, False, "lenet5/fp32/mu"),
+        "ResNet-18, BN digital after each noisy conv (default)": (resnet, False, "resnet18/fp32/mu"),
+        "ResNet-18, BN folded into the convs (--fold-bn)": (resnet, True, "resnet18/fp32/mu"),
+        "ResNet-18, BN outputs noisy too (noisy_bn)": (noisy_bn, False, None),
     }
+    fits = {label: (_walk(ctx, checkpoint, "add", "global", repeats, grid, fold_bn=fold).sites[0].fit, key)
+            for label, (checkpoint, fold, key) in walks.items()}
     rows = [_mu_row(f"{label}: global additive μ", fit, None if key is None else ctx.paper("hardening", key), "μ")
             for label, (fit, key) in fits.items()]
     gains = _bn_gains(resnet)
@@ -454,18 +451,6 @@ def resnet_batchnorm(ctx: ReproContext) -> ReproTable:
                       {"epochs": epochs, "walk_repeats": repeats, "sigmas": list(grid)})
 
 
-def _global_add(ctx: ReproContext, checkpoint: Path, grid: Sequence[float], repeats: int,
-                fold_bn: bool = False) -> CurveFit:
-    from hil.studies.walk import walk_checkpoint
-    from hil.walking.sweep import SweepSpec
-
-    ctx.say(f"global additive walk of {checkpoint.name}{' with BN folded' if fold_bn else ''}")
-    spec = SweepSpec(noise="add", sigmas=tuple(grid), sites="global", repeats=repeats)
-    report = walk_checkpoint(checkpoint, spec, ctx.out / "walks" / checkpoint.name, executor=ctx.executor,
-                             write_summary=False, fold_bn=fold_bn)
-    return report.sites[0].fit
-
-
 def _variant(checkpoint: Path, **kwargs: Any) -> Path:
     """The same weights built with other model keywords (e.g. ``noisy_bn``), as a checkpoint beside it."""
     from hil.checkpoint import METADATA, read_run_metadata
@@ -487,18 +472,11 @@ def _bn_gains(checkpoint: Path) -> list[tuple[str, float]]:
     from torch.nn.modules.batchnorm import _BatchNorm
 
     from hil.checkpoint import load_checkpoint
+    from hil.models.fold import batchnorm_gain
 
     model = load_checkpoint(checkpoint).model
-    gains = []
-    for name, module in model.named_modules():
-        if isinstance(module, _BatchNorm) and module.running_var is not None and module.weight is not None:
-            gain = (module.weight.detach().abs() / (module.running_var + module.eps).sqrt()).median()
-            gains.append((name, float(gain)))
-    return gains
-
-
-def _pct(value: float | None) -> float:
-    return math.nan if value is None else 100 * value
+    return [(name, float(batchnorm_gain(module).abs().median())) for name, module in model.named_modules()
+            if isinstance(module, _BatchNorm) and module.running_var is not None and module.weight is not None]
 
 
 @dataclass(frozen=True)
