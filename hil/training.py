@@ -345,3 +345,42 @@ def train_once(config: TrainConfig, out: str | Path) -> Path:
         return out
     train(config, out, overwrite=out.exists(), keep_epochs=False)
     return out
+
+
+def resume_backend(stored: object, given: str | None, checkpoint: Path) -> str:
+    """The backend a resumed run trains on: ``given`` (``--backend``), or the file's when plain ``sim``/``gpu``.
+
+    A checkpoint may come from anyone: it never chooses a device to talk to or a file to record into.
+
+    Raises:
+        ConfigError: The checkpoint names another backend and no ``--backend`` was given.
+    """
+    from hil.backends.spec import parse_backend_spec
+    from hil.errors import HilError
+
+    if given is not None:
+        return given
+    text = stored if isinstance(stored, str) else "sim"
+    try:
+        name = parse_backend_spec(text).name
+    except HilError:
+        name = ""
+    if name in ("sim", "gpu"):
+        return text
+    raise ConfigError(f"{checkpoint} was trained on backend {text!r}; hil does not take a device or a record path "
+                      f"from a checkpoint file: give --backend (e.g. --backend sim, or the device spec) to resume")
+
+
+def resumed_config(checkpoint: str | Path, *, epochs: int | None = None, backend: str | None = None) -> TrainConfig:
+    """The settings a run resumed from ``checkpoint`` continues with: the file's, ``epochs`` and a safe backend.
+
+    Raises:
+        CheckpointError: The checkpoint's metadata cannot be read.
+        ConfigError: The stored settings are invalid, or name a backend hil will not take from a file.
+    """
+    from hil.checkpoint import read_run_metadata
+
+    checkpoint = Path(checkpoint)
+    stored = read_run_metadata(checkpoint).training.config
+    return TrainConfig.from_dict({**stored, **({"epochs": epochs} if epochs is not None else {}),
+                                  "backend": resume_backend(stored.get("backend", "sim"), backend, checkpoint)})

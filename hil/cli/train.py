@@ -22,31 +22,6 @@ from hil.cli.options import (
 from hil.errors import ConfigError
 
 
-def resume_backend(stored: object, given: str | None, checkpoint: Path) -> str:
-    """The backend a resumed run trains on: ``--backend``, or the checkpoint's when that is a plain ``sim``/``gpu``.
-
-    A checkpoint may come from anyone: it never chooses a device to talk to or a file to record into.
-
-    Raises:
-        ConfigError: The checkpoint names another backend and no ``--backend`` was given.
-    """
-    if given is not None:
-        return given
-    from hil.backends.spec import parse_backend_spec
-
-    text = stored if isinstance(stored, str) else "sim"
-    from hil.errors import HilError
-
-    try:
-        name = parse_backend_spec(text).name
-    except HilError:
-        name = ""
-    if name in ("sim", "gpu"):
-        return text
-    raise ConfigError(f"{checkpoint} was trained on backend {text!r}; hil does not take a device or a record path "
-                      f"from a checkpoint file: give --backend (e.g. --backend sim, or the device spec) to resume")
-
-
 def train(
     out: Annotated[Path | None, typer.Option("--out", help="Checkpoint directory to write.")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model name (hil list).")] = None,
@@ -82,7 +57,7 @@ def train(
 ) -> None:
     """Train a model with noise at its sites; prints clean and noisy test accuracy."""
     from hil.cli.progress import TrainProgress
-    from hil.config import TrainConfig, merge_config, read_toml
+    from hil.config import merge_config, read_toml
 
     flags = {"model": model, "bn": bn, "dataset": dataset, "data_dir": data_dir, "preprocess": preprocess,
              "epochs": epochs,
@@ -91,18 +66,14 @@ def train(
              "quant": quant, "act_scaling": act_scaling}
     noise_settings = noise_flags(sigma_add, sigma_mul, order, sites, gradient, executions)
     if resume is not None:
-        from hil.checkpoint import read_run_metadata
+        from hil.training import resumed_config, run_directory
 
         given = [k for k, v in flags.items() if v is not None and k not in ("epochs", "backend")]
         given += [f"noise.{k}" for k, v in noise_settings.items() if v is not None]
         if given or config is not None:
             raise ConfigError(f"--resume takes the run's settings from the checkpoint; only --epochs may be given "
                               f"(got {', '.join(given) or '--config'}), and --backend, which a file never chooses")
-        stored = read_run_metadata(resume).training.config
-        run = TrainConfig.from_dict({**stored, **({"epochs": epochs} if epochs is not None else {}),
-                                     "backend": resume_backend(stored.get("backend", "sim"), backend, resume)})
-        from hil.training import run_directory
-
+        run = resumed_config(resume, epochs=epochs, backend=backend)
         out = out or run_directory(resume)
     else:
         if out is None:
