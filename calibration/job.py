@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from hil.calibration.card import build_card
 from hil.calibration.design import CalibrationDesign, realise
 from hil.calibration.diagnostics import Diagnostic, run_all
 from hil.calibration.estimate import CalibrationFit, Estimate, estimate, fisher, gamma_weights, variance_design
@@ -88,10 +89,11 @@ def build_profile(measurement: Measurement, fit: CalibrationFit, diagnostics: li
             order = "add-first"
     design = {**measurement.plan.design.to_dict(),
               "levels": [{"code": lv.code, "z": lv.z, "samples": lv.samples} for lv in measurement.plan.levels]}
+    card = build_card(measurement, fit, capabilities, order)
     return CalibrationProfile(device={"identity": measurement.identity, "address": address,
                                       "capabilities": capabilities},
                               estimates=estimates, diagnostics=[d.to_dict() for d in diagnostics], design=design,
-                              created=now(), seconds=measurement.seconds, order=order)
+                              created=now(), seconds=measurement.seconds, order=order, card=card.to_dict())
 
 
 def calibrate(address: str, design: CalibrationDesign, *, budget_s: float | None = None, timeout: float = 2.0,

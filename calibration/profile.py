@@ -12,6 +12,11 @@ diagnostics. `CalibrationProfile.noise_spec` turns it into noise for training:
   columns and over a batch of training inputs, taken when training starts.
 * Gain and offset are systematic errors, not noise: the device backend corrects them with
   ``--backend "device:…#calibration=profile.toml"``.
+
+Version 2 adds the noise card (``card``, `hil.calibration.card.NoiseCard`): per-column σa and σm,
+the converters, tile geometry, ADC quantisation kept apart from σa, drift — what the ``twin``
+backend reproduces the device from. Version-1 profiles still read; their card is built from the
+pooled estimates and the capabilities (`CalibrationProfile.noise_card`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from hil.validation import check_choice, check_int, check_list, check_number, ch
 if TYPE_CHECKING:
     from hil.noise import Order
 
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
 """Version this hil writes; a newer one is refused."""
 SCALE_INPUTS = 256
 """Training inputs used to measure the layers' input scales when σa is converted to network units."""
@@ -52,6 +57,7 @@ class CalibrationProfile:
         seconds: Device time used.
         order: Noise order to assume (``mul-first`` unless the diagnostics showed add-first).
         version: Profile format version.
+        card: The noise card's plain form (version ≥ 2; empty in older profiles).
     """
 
     device: dict[str, Any]
@@ -62,6 +68,7 @@ class CalibrationProfile:
     seconds: float = 0.0
     order: Order = "mul-first"
     version: int = PROFILE_VERSION
+    card: dict[str, Any] = field(default_factory=dict)
 
     @property
     def sigma_add(self) -> float:
@@ -85,11 +92,37 @@ class CalibrationProfile:
         return (np.asarray(self.estimates["gain"]["values"], dtype=float),
                 np.asarray(self.estimates["offset"]["values"], dtype=float))
 
+    def noise_card(self) -> Any:
+        """The `NoiseCard` of this device: the stored one, or (version 1) one from the pooled estimates.
+
+        Raises:
+            ConfigError: The profile lacks what a card needs (capabilities, gains, offsets).
+        """
+        from hil.calibration.card import ColumnTerm, NoiseCard
+
+        if self.card:
+            return NoiseCard.from_dict(self.card)
+        caps = self.device.get("capabilities", {})
+        gain, offset = self.correction()
+        try:
+            cols = int(caps["cols"])
+            return NoiseCard(rows=int(caps["rows"]), cols=cols, dac_bits=int(caps["dac_bits"]),
+                             adc_bits=int(caps["adc_bits"]), full_scale=float(caps["full_scale"]), order=self.order,
+                             gain=tuple(float(g) for g in gain), offset=tuple(float(o) for o in offset),
+                             sigma_add=ColumnTerm.uniform(self.sigma_add, cols),
+                             sigma_mul=ColumnTerm.uniform(self.sigma_mul, cols),
+                             quantisation_variance=float(self.estimates.get("quantisation_variance", 0.0)))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ConfigError(f"the profile lacks what a noise card needs ({error}); calibrate again") from None
+
     def to_dict(self) -> dict[str, Any]:
         """Plain form (the file content)."""
-        return {"version": self.version, "created": self.created, "seconds": self.seconds, "order": self.order,
+        data = {"version": self.version, "created": self.created, "seconds": self.seconds, "order": self.order,
                 "device": self.device, "design": self.design, "estimates": self.estimates,
                 "diagnostics": self.diagnostics}
+        if self.card:
+            data["card"] = self.card
+        return data
 
     def noise_spec(self, model: Any, inputs: Any) -> tuple[Any, dict[str, float]]:
         """The NoiseSpec this device means for ``model`` (see the module docstring).
@@ -181,6 +214,11 @@ def _profile_from(data: dict[str, Any], source: Path) -> CalibrationProfile:
         order = cast("Order", check_choice(data.get("order", "mul-first"), "order", ORDERS))
         created = check_text(data.get("created", ""), "created")
         diagnostics = check_list(data.get("diagnostics", []), "diagnostics")
+        card = check_table(data.get("card", {}), "card")
+        if card:
+            from hil.calibration.card import NoiseCard
+
+            NoiseCard.from_dict(card)
     except ConfigError as error:
         raise ConfigError(f"calibration profile {source} is invalid: {error}; calibrate again") from None
     if version > PROFILE_VERSION:
@@ -188,7 +226,7 @@ def _profile_from(data: dict[str, Any], source: Path) -> CalibrationProfile:
                           f"({PROFILE_VERSION}); upgrade hil")
     return CalibrationProfile(device=dict(tables["device"]), estimates=dict(estimates), diagnostics=diagnostics,
                               design=dict(tables["design"]), created=created, seconds=seconds, order=order,
-                              version=version)
+                              version=version, card=dict(card))
 
 
 # -- a small TOML writer for the profile's shapes (tables, arrays of numbers/strings, arrays of tables) --

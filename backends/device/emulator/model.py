@@ -6,9 +6,9 @@ The model (per column c of a tile, codes normalised to ±1)::
     z'_c = g_c · z_c · (1 + σm ε1) + o_c + σa ε2                mul-first (or add-first)
     code = clip(round(z'_c / full_scale · adc_max), ±adc_max)   ADC; clipped = saturated
 
-with hidden per-column gain g_c ~ 1 + N(0, gain_spread²), offset o_c ~ N(0, offset_spread²) drawn
-from the seed at power-up, and a temperature that drifts slowly with use (σa grows by
-``drift_per_kelvin`` per kelvin above 25 °C).
+with hidden per-column gain g_c ~ 1 + N(0, gain_spread²), offset o_c ~ N(0, offset_spread²) and
+σa scale exp(sigma_add_spread · N(0, 1)) drawn from the seed at power-up, and a temperature that
+drifts slowly with use (σa grows by ``drift_per_kelvin`` per kelvin above 25 °C).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class EmulatorConfig:
         max_frame: Largest frame body, bytes.
         gain_spread: Std of the per-column gain around 1.
         offset_spread: Std of the per-column offset.
+        sigma_add_spread: Relative spread of σa between columns (σa,c = σa · exp(spread · N(0, 1))).
         drift_per_kelvin: Relative σa increase per kelvin above 25 °C.
         offset_drift: Offset change per kelvin above 25 °C (dot-product units).
         heating: Kelvin gained per million MACs (cools back with a 10 s time constant).
@@ -69,12 +70,14 @@ class EmulatorConfig:
     max_frame: int = 4 << 20
     gain_spread: float = 0.0
     offset_spread: float = 0.0
+    sigma_add_spread: float = 0.0
     drift_per_kelvin: float = 0.0
     offset_drift: float = 0.0
     heating: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("sigma_add", "sigma_mul", "gain_spread", "offset_spread", "drift_per_kelvin", "offset_drift",
+        for name in ("sigma_add", "sigma_mul", "gain_spread", "offset_spread", "sigma_add_spread",
+                     "drift_per_kelvin", "offset_drift",
                      "heating"):
             check_number(getattr(self, name), f"device {name}", low=0)
         check_choice(self.order, "device order", ORDERS)
@@ -125,6 +128,8 @@ class AnalogArray:
         gains = 1.0 + config.gain_spread * self.rng.standard_normal(config.cols)
         self.gain = gains.astype(np.float64)
         self.offset = config.offset_spread * self.rng.standard_normal(config.cols)
+        self.sigma_add_scale = (np.exp(config.sigma_add_spread * self.rng.standard_normal(config.cols))
+                                if config.sigma_add_spread else np.ones(config.cols))
         self.heat = 0.0
         self.last_use = time.monotonic()
         self.executions = 0
@@ -153,7 +158,7 @@ class AnalogArray:
         shape = (repeats, batch, cols)
         signal = np.broadcast_to(z * gain, shape)
         mul = 1.0 + self.config.sigma_mul * self.rng.standard_normal(shape) if self.config.sigma_mul else 1.0
-        add = sigma_add * self.rng.standard_normal(shape) if sigma_add else 0.0
+        add = sigma_add * self.sigma_add_scale[:cols] * self.rng.standard_normal(shape) if sigma_add else 0.0
         if self.config.order == "mul-first":
             analog = signal * mul + offset + add
         else:

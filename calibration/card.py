@@ -1,0 +1,381 @@
+"""The noise card: everything a calibration measured that a digital twin needs to reproduce the device.
+
+Per device column k (device units, codes normalised to ±1), the card says::
+
+    code = clip(round_ADC( g_k · z · (1 + σm,k ε1) + o_k + σa,k ε2 ))     mul-first (or add-first)
+
+plus the converters (DAC/ADC bits, full scale = saturation level), the tile geometry and, when the
+run shows it, drift of the offset and of σa with temperature.
+
+Per-column σa,k² and σm,k² come from one Gamma GLM per column (as the pooled fit, `estimate.py`),
+then are shrunk towards the pooled value by the DerSimonian–Laird random-effects estimate of the
+between-column spread τ²: a column is trusted on its own only as far as the columns really differ.
+Cochran's Q (χ² with K − 1 degrees of freedom) tests whether they differ at all. The ADC's Δ²/12
+is kept apart from σa² so the twin can quantise explicitly instead of adding it as noise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import optimize, stats
+
+from hil.calibration.estimate import Z95, CalibrationFit
+from hil.calibration.measure import Measurement
+from hil.errors import ConfigError
+from hil.noise import ORDERS
+from hil.validation import check_choice, check_int, check_number
+
+HETEROGENEITY_ALPHA = 0.001
+"""Columns are said to differ in a noise term when Cochran's Q has p below this."""
+DRIFT_T = 3.0
+"""A drift slope is recorded as shown by the run when |slope / se| exceeds this."""
+
+
+@dataclass(frozen=True)
+class ColumnTerm:
+    """One noise term per column (σa or σm): pooled value, raw and shrunk per-column values, the test.
+
+    Attributes:
+        pooled: The pooled estimate (inverse-variance weighted mean of the columns' variances, as σ).
+        raw: Per column, its own estimate.
+        shrunk: Per column, shrunk towards ``pooled`` (what the twin uses).
+        low: Per column, lower 95 % bound of ``shrunk``.
+        high: Per column, upper 95 % bound of ``shrunk``.
+        tau: Between-column standard deviation of the variance term (0: columns alike).
+        q: Cochran's Q statistic.
+        p_value: Its p-value against χ²(K − 1).
+    """
+
+    pooled: float
+    raw: tuple[float, ...]
+    shrunk: tuple[float, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    tau: float
+    q: float
+    p_value: float
+
+    @property
+    def columns_differ(self) -> bool:
+        """True when the test says the columns' values differ."""
+        return self.p_value < HETEROGENEITY_ALPHA
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form."""
+        return {"pooled": self.pooled, "raw": list(self.raw), "shrunk": list(self.shrunk), "low": list(self.low),
+                "high": list(self.high), "tau": self.tau, "q": self.q, "p_value": self.p_value,
+                "columns_differ": self.columns_differ}
+
+    @classmethod
+    def uniform(cls, value: float, cols: int) -> ColumnTerm:
+        """Every column at ``value`` (a profile without per-column estimates)."""
+        same = (float(value),) * cols
+        return cls(float(value), same, same, same, same, 0.0, 0.0, 1.0)
+
+    @classmethod
+    def from_dict(cls, data: Any, name: str, cols: int) -> ColumnTerm:
+        """Read the plain form, checking every field.
+
+        Raises:
+            ConfigError: A missing or malformed field, or a column count other than ``cols``.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(f"card.{name} must be a table")
+        lists = {}
+        for key in ("raw", "shrunk", "low", "high"):
+            values = data.get(key)
+            if not isinstance(values, list) or len(values) != cols:
+                raise ConfigError(f"card.{name}.{key} must list {cols} numbers (one per column)")
+            lists[key] = tuple(check_number(v, f"card.{name}.{key}", low=0) for v in values)
+        return cls(check_number(data.get("pooled"), f"card.{name}.pooled", low=0), lists["raw"], lists["shrunk"],
+                   lists["low"], lists["high"], check_number(data.get("tau", 0.0), f"card.{name}.tau", low=0),
+                   check_number(data.get("q", 0.0), f"card.{name}.q", low=0),
+                   check_number(data.get("p_value", 1.0), f"card.{name}.p_value", low=0, high=1))
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How the offset and σa move with temperature (from the zero level of the calibration run).
+
+    Attributes:
+        reference: Mean temperature of the run, °C (the card's values hold there).
+        span: Temperature range seen, kelvin.
+        offset_per_kelvin: Offset change per kelvin (device units), with ``offset_se``.
+        offset_se: Its standard error.
+        sigma_add_per_kelvin: Relative σa change per kelvin, with ``sigma_add_se``.
+        sigma_add_se: Its standard error.
+    """
+
+    reference: float
+    span: float
+    offset_per_kelvin: float
+    offset_se: float
+    sigma_add_per_kelvin: float
+    sigma_add_se: float
+
+    @property
+    def shown(self) -> bool:
+        """True when either slope stands out of its noise (|t| > `DRIFT_T`)."""
+        return any(abs(value) > DRIFT_T * se for value, se in ((self.offset_per_kelvin, self.offset_se),
+                                                               (self.sigma_add_per_kelvin, self.sigma_add_se))
+                   if se > 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form."""
+        return {"reference": self.reference, "span": self.span, "offset_per_kelvin": self.offset_per_kelvin,
+                "offset_se": self.offset_se, "sigma_add_per_kelvin": self.sigma_add_per_kelvin,
+                "sigma_add_se": self.sigma_add_se, "shown": self.shown}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Drift:
+        """Read the plain form.
+
+        Raises:
+            ConfigError: A missing or malformed field.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError("card.drift must be a table")
+        values = {key: check_number(data.get(key), f"card.drift.{key}")
+                  for key in ("reference", "span", "offset_per_kelvin", "offset_se", "sigma_add_per_kelvin",
+                              "sigma_add_se")}
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class NoiseCard:
+    """What the twin needs to reproduce a device (see the module docstring).
+
+    Attributes:
+        rows: Tile rows.
+        cols: Tile columns.
+        dac_bits: Signed DAC resolution of weight and input codes.
+        adc_bits: Signed ADC resolution.
+        full_scale: Dot product mapped to the largest ADC code (the saturation level).
+        order: ``mul-first`` or ``add-first``.
+        gain: Per column gain.
+        offset: Per column offset (device units).
+        sigma_add: Per column σa (device units, ADC quantisation excluded).
+        sigma_mul: Per column σm (relative).
+        quantisation_variance: Δ²/12 of the ADC (device units²), apart from σa².
+        drift: Temperature drift, when the run had a temperature range; None otherwise.
+    """
+
+    rows: int
+    cols: int
+    dac_bits: int
+    adc_bits: int
+    full_scale: float
+    order: str
+    gain: tuple[float, ...]
+    offset: tuple[float, ...]
+    sigma_add: ColumnTerm
+    sigma_mul: ColumnTerm
+    quantisation_variance: float
+    drift: Drift | None = None
+
+    def __post_init__(self) -> None:
+        check_int(self.rows, "card.rows", low=1, high=65535)
+        check_int(self.cols, "card.cols", low=1, high=65535)
+        check_int(self.dac_bits, "card.dac_bits", low=2, high=16)
+        check_int(self.adc_bits, "card.adc_bits", low=2, high=16)
+        check_number(self.full_scale, "card.full_scale", low=0)
+        if self.full_scale <= 0:
+            raise ConfigError(f"card.full_scale must be > 0, got {self.full_scale!r}")
+        check_choice(self.order, "card.order", ORDERS)
+        for name in ("gain", "offset"):
+            values = getattr(self, name)
+            if len(values) != self.cols:
+                raise ConfigError(f"card.{name} must list {self.cols} numbers (one per column)")
+        if any(g <= 0 for g in self.gain):
+            raise ConfigError("card.gain must be > 0 in every column")
+
+    @property
+    def dac_max(self) -> int:
+        """Largest DAC code."""
+        return 2 ** (self.dac_bits - 1) - 1
+
+    @property
+    def adc_max(self) -> int:
+        """Largest ADC code."""
+        return 2 ** (self.adc_bits - 1) - 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form (the profile's ``card`` table)."""
+        data = {"rows": self.rows, "cols": self.cols, "dac_bits": self.dac_bits, "adc_bits": self.adc_bits,
+                "full_scale": self.full_scale, "saturation": self.full_scale, "order": self.order,
+                "gain": list(self.gain), "offset": list(self.offset), "sigma_add": self.sigma_add.to_dict(),
+                "sigma_mul": self.sigma_mul.to_dict(), "quantisation_variance": self.quantisation_variance}
+        if self.drift is not None:
+            data["drift"] = self.drift.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> NoiseCard:
+        """Read the plain form, checking every field.
+
+        Raises:
+            ConfigError: A missing or malformed field.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError("card must be a table")
+        cols = check_int(data.get("cols"), "card.cols", low=1, high=65535)
+        per_column = {}
+        for name in ("gain", "offset"):
+            values = data.get(name)
+            if not isinstance(values, list):
+                raise ConfigError(f"card.{name} must list one number per column")
+            per_column[name] = tuple(check_number(v, f"card.{name}") for v in values)
+        drift = data.get("drift")
+        return cls(rows=check_int(data.get("rows"), "card.rows", low=1, high=65535), cols=cols,
+                   dac_bits=check_int(data.get("dac_bits"), "card.dac_bits", low=2, high=16),
+                   adc_bits=check_int(data.get("adc_bits"), "card.adc_bits", low=2, high=16),
+                   full_scale=check_number(data.get("full_scale"), "card.full_scale", low=0),
+                   order=check_choice(data.get("order", "mul-first"), "card.order", ORDERS),
+                   gain=per_column["gain"], offset=per_column["offset"],
+                   sigma_add=ColumnTerm.from_dict(data.get("sigma_add"), "sigma_add", cols),
+                   sigma_mul=ColumnTerm.from_dict(data.get("sigma_mul"), "sigma_mul", cols),
+                   quantisation_variance=check_number(data.get("quantisation_variance", 0.0),
+                                                      "card.quantisation_variance", low=0),
+                   drift=None if drift is None else Drift.from_dict(drift))
+
+
+# -- building a card from a calibration run ------------------------------------------------------
+
+def _shrink(values: np.ndarray, variances: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float, float, float]:
+    """DerSimonian–Laird shrinkage of per-column estimates towards their pool: (shrunk, se, pool, τ², Q, p)."""
+    variances = np.maximum(variances, 1e-300)
+    weights = 1.0 / variances
+    centre = float(np.sum(weights * values) / np.sum(weights))
+    q = float(np.sum(weights * (values - centre) ** 2))
+    df = len(values) - 1
+    denominator = float(np.sum(weights) - np.sum(weights**2) / np.sum(weights))
+    tau2 = max(0.0, (q - df) / denominator) if df > 0 and denominator > 0 else 0.0
+    keep = tau2 / (tau2 + variances)
+    shrunk = centre + keep * (values - centre)
+    se = np.sqrt(keep * variances)  # posterior sd (the pool's own error, over K columns, is left out)
+    p = float(stats.chi2.sf(q, df)) if df > 0 else 1.0
+    return shrunk, se, centre, tau2, q, p
+
+
+def _sigma_term(variance_values: np.ndarray, variance_se: np.ndarray) -> ColumnTerm:
+    """A σ per column from per-column variance estimates, shrunk towards their pool."""
+    shrunk, se, centre, tau2, q, p = _shrink(variance_values, variance_se**2)
+    root = np.sqrt(np.maximum(shrunk, 0.0))
+    low = np.sqrt(np.maximum(shrunk - Z95 * se, 0.0))
+    high = np.sqrt(np.maximum(shrunk + Z95 * se, 0.0))
+    raw = np.sqrt(np.maximum(variance_values, 0.0))
+    return ColumnTerm(math.sqrt(max(centre, 0.0)), tuple(raw.tolist()), tuple(root.tolist()), tuple(low.tolist()),
+                      tuple(high.tolist()), math.sqrt(tau2), q, p)
+
+
+def quantised_normal(values: np.ndarray, lsb: float) -> tuple[float, float, float, float]:
+    """Maximum-likelihood (mean, σ) of a normal seen through an ADC of step ``lsb``: (μ, σ, se μ, se σ).
+
+    Each sample is a code c = round(y / lsb); its likelihood is the normal's mass on
+    [(c − ½)·lsb, (c + ½)·lsb]. Unlike σ² = S² − Δ²/12 (Sheppard), this stays unbiased when σ is
+    below an ADC step, where how the grid falls relative to the mean changes the sample variance.
+    """
+    codes, counts = np.unique(np.rint(np.asarray(values) / lsb).astype(np.int64), return_counts=True)
+    lower, upper = (codes - 0.5) * lsb, (codes + 0.5) * lsb
+    mean0 = float(np.sum(codes * counts) / counts.sum() * lsb)
+    spread0 = math.sqrt(max(float(np.sum(counts * (codes * lsb - mean0) ** 2) / counts.sum()) - lsb**2 / 12,
+                            (lsb / 4) ** 2))
+
+    def negative_log_likelihood(theta: np.ndarray) -> float:
+        mean, sigma = theta[0], math.exp(theta[1])
+        mass = stats.norm.cdf((upper - mean) / sigma) - stats.norm.cdf((lower - mean) / sigma)
+        return -float(np.sum(counts * np.log(np.maximum(mass, 1e-300))))
+
+    result = optimize.minimize(negative_log_likelihood, np.array([mean0, math.log(spread0)]), method="BFGS")
+    mean, sigma = float(result.x[0]), math.exp(float(result.x[1]))
+    hessian = _hessian(negative_log_likelihood, result.x)
+    try:
+        cov = np.linalg.inv(hessian)
+        mean_se, log_sigma_se = math.sqrt(max(cov[0, 0], 0.0)), math.sqrt(max(cov[1, 1], 0.0))
+    except np.linalg.LinAlgError:
+        mean_se, log_sigma_se = math.inf, math.inf
+    return mean, sigma, mean_se, sigma * log_sigma_se
+
+
+def _hessian(function: Any, x: np.ndarray) -> np.ndarray:
+    """Central-difference Hessian of ``function`` at ``x``."""
+    step = 1e-4 * np.maximum(np.abs(x), 1.0)
+    size = len(x)
+    hessian = np.empty((size, size))
+    for i in range(size):
+        for j in range(size):
+            ei, ej = np.eye(size)[i] * step[i], np.eye(size)[j] * step[j]
+            hessian[i, j] = (function(x + ei + ej) - function(x + ei - ej) - function(x - ei + ej)
+                             + function(x - ei - ej)) / (4 * step[i] * step[j])
+    return hessian
+
+
+def _per_column_sigmas(measurement: Measurement, fit: CalibrationFit) -> tuple[np.ndarray, ...]:
+    """(σa², se, σm², se) per column from quantised-normal fits at the zero and the top level.
+
+    σa,k is the zero level's σ; the top level's σ² minus σa,k², over (g_k z_top)², is σm,k² (the variance
+    model's two ends, the design's D-optimal levels).
+    """
+    zero, top = measurement.samples[0], measurement.samples[-1]
+    u_top = (fit.columns.gain * measurement.z[-1]) ** 2
+    cols = zero.shape[1]
+    a, a_se, b, b_se = (np.empty(cols) for _ in range(4))
+    for k in range(cols):
+        _, sigma0, _, se0 = quantised_normal(zero[:, k], measurement.lsb)
+        _, sigma1, _, se1 = quantised_normal(top[:, k], measurement.lsb)
+        a[k], a_se[k] = sigma0**2, 2 * sigma0 * se0
+        b[k] = (sigma1**2 - sigma0**2) / u_top[k] if u_top[k] > 0 else 0.0
+        b_se[k] = math.hypot(2 * sigma1 * se1, a_se[k]) / u_top[k] if u_top[k] > 0 else math.inf
+    return a, a_se, b, b_se
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope of y on x and its standard error."""
+    x = x - x.mean()
+    sxx = float(np.sum(x**2))
+    if len(x) < 3 or sxx == 0:
+        return 0.0, 0.0
+    slope = float(np.sum(x * (y - y.mean())) / sxx)
+    residual = y - y.mean() - slope * x
+    return slope, math.sqrt(float(np.sum(residual**2)) / (len(x) - 2) / sxx)
+
+
+def measure_drift(measurement: Measurement, fit: CalibrationFit) -> Drift | None:
+    """Offset and σa vs temperature from the zero level's runs; None when the temperature never moved."""
+    temperatures = measurement.temperatures
+    if len(temperatures) < 3 or float(np.ptp(temperatures)) == 0.0:
+        return None
+    zero, runs = measurement.samples[0], measurement.order[0]
+    centred = zero - fit.columns.offset[None, :]
+    run_ids = np.unique(runs)
+    if len(run_ids) < 3:
+        return None
+    temps = temperatures[run_ids]
+    means = np.array([centred[runs == r].mean() for r in run_ids])
+    squares = np.array([np.mean(np.var(zero[runs == r], axis=0, ddof=1)) if np.sum(runs == r) > 1 else np.nan
+                        for r in run_ids])  # within a run, so a drifting offset does not count as noise
+    keep = np.isfinite(squares)
+    if keep.sum() < 3:
+        return None
+    offset, offset_se = _slope(temps, means)
+    variance, variance_se = _slope(temps[keep], squares[keep])
+    base = max(float(np.mean(squares[keep])) - fit.quantisation, 1e-300)
+    return Drift(reference=float(temps.mean()), span=float(np.ptp(temperatures)), offset_per_kelvin=offset,
+                 offset_se=offset_se, sigma_add_per_kelvin=variance / (2 * base),
+                 sigma_add_se=variance_se / (2 * base))
+
+
+def build_card(measurement: Measurement, fit: CalibrationFit, capabilities: dict[str, Any], order: str) -> NoiseCard:
+    """The noise card of one calibration run."""
+    a, a_se, b, b_se = _per_column_sigmas(measurement, fit)
+    sigma_add, sigma_mul = _sigma_term(a, a_se), _sigma_term(b, b_se)
+    return NoiseCard(rows=int(capabilities["rows"]), cols=int(capabilities["cols"]),
+                     dac_bits=int(capabilities["dac_bits"]), adc_bits=int(capabilities["adc_bits"]),
+                     full_scale=float(capabilities["full_scale"]), order=order,
+                     gain=tuple(fit.columns.gain.tolist()), offset=tuple(fit.columns.offset.tolist()),
+                     sigma_add=sigma_add, sigma_mul=sigma_mul, quantisation_variance=fit.quantisation,
+                     drift=measure_drift(measurement, fit))

@@ -1,0 +1,101 @@
+"""The noise card: per-column σ through the ADC, shrinkage and the column test, drift, profile v2 round trip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hil.backends.device.emulator import EmulatorConfig
+from hil.backends.device.emulator.model import AnalogArray
+from hil.calibration.card import quantised_normal
+from hil.calibration.design import CalibrationDesign
+from hil.calibration.job import calibrate
+from hil.calibration.profile import read_profile, write_profile
+from hil.errors import ConfigError
+
+DEVICE = ("sigma_add = 0.05\nsigma_mul = 0.03\ngain_spread = 0.05\noffset_spread = 0.02\ndac_bits = 8\n"
+          "adc_bits = 8\nseed = 3\n")
+
+
+def _calibrated(tmp_path, extra: str = ""):  # noqa: ANN001, ANN202
+    path = tmp_path / "device.toml"
+    path.write_text(DEVICE + extra)
+    return calibrate("sim", CalibrationDesign(samples=10_000), emulator_config=str(path)), path
+
+
+def test_quantised_normal_is_unbiased_below_one_adc_step() -> None:
+    rng = np.random.default_rng(0)
+    lsb, sigma = 1.0, 0.35
+    estimates, sheppard = [], []
+    for shift in np.linspace(0, 0.5, 6):  # where the grid falls relative to the mean changes S²
+        values = np.rint((shift + sigma * rng.standard_normal(20_000)) / lsb) * lsb
+        estimates.append(quantised_normal(values, lsb)[1])
+        sheppard.append(np.sqrt(max(values.var() - lsb**2 / 12, 0)))
+    assert max(abs(e - sigma) for e in estimates) < 0.02
+    assert max(abs(s - sigma) for s in sheppard) > 0.05  # the correction it replaces is off here
+
+
+def test_card_of_uniform_columns_finds_no_difference_and_the_true_sigmas(tmp_path) -> None:  # noqa: ANN001
+    result, _ = _calibrated(tmp_path)
+    card = result.profile.noise_card()
+    assert card.sigma_add.p_value > 0.001 and not card.sigma_add.columns_differ
+    assert abs(card.sigma_add.pooled - 0.05) < 0.002
+    assert abs(card.sigma_mul.pooled - 0.03) < 0.002
+    assert np.allclose(card.sigma_add.shrunk, 0.05, atol=0.003)
+    assert (card.rows, card.cols, card.dac_bits, card.adc_bits) == (256, 64, 8, 8)
+    assert card.drift is None  # no heating: the temperature never moved
+
+
+def test_card_tells_columns_apart_and_shrinks_towards_the_pool(tmp_path) -> None:  # noqa: ANN001
+    result, path = _calibrated(tmp_path, "sigma_add_spread = 0.3\n")
+    card = result.profile.noise_card()
+    truth = 0.05 * AnalogArray(EmulatorConfig.from_toml(path)).sigma_add_scale
+    assert card.sigma_add.columns_differ and card.sigma_add.tau > 0
+    assert np.sqrt(np.mean((np.array(card.sigma_add.shrunk) - truth) ** 2)) < 0.002
+    inside = np.mean((np.array(card.sigma_add.low) <= truth) & (truth <= np.array(card.sigma_add.high)))
+    assert inside > 0.8
+
+
+def test_card_records_offset_drift_with_temperature(tmp_path) -> None:  # noqa: ANN001
+    result, _ = _calibrated(tmp_path, "heating = 0.3\noffset_drift = 0.002\ndrift_per_kelvin = 0.05\n")
+    drift = result.profile.noise_card().drift
+    assert drift is not None and drift.shown and drift.span > 10
+    assert drift.offset_per_kelvin == pytest.approx(0.002, rel=0.05)
+    assert drift.sigma_add_per_kelvin > 5 * drift.sigma_add_se
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".json"])
+def test_profile_v2_round_trips_its_card(tmp_path, suffix: str) -> None:  # noqa: ANN001
+    result, _ = _calibrated(tmp_path)
+    path = write_profile(result.profile, tmp_path / f"profile{suffix}")
+    again = read_profile(path)
+    assert again.version == 2
+    assert again.noise_card() == result.profile.noise_card()
+
+
+def test_version_1_profile_reads_with_a_card_from_pooled_values(tmp_path) -> None:  # noqa: ANN001
+    result, _ = _calibrated(tmp_path)
+    data = result.profile.to_dict()
+    data["version"] = 1
+    del data["card"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    card = read_profile(path).noise_card()
+    assert card.sigma_add.shrunk == (result.profile.sigma_add,) * 64
+    assert card.gain == tuple(result.profile.estimates["gain"]["values"])
+
+
+def test_corrupt_card_is_one_line_naming_the_fix(tmp_path) -> None:  # noqa: ANN001
+    result, _ = _calibrated(tmp_path)
+    data = result.profile.to_dict()
+    data["card"]["sigma_add"]["shrunk"] = data["card"]["sigma_add"]["shrunk"][:3]
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="card.sigma_add.shrunk must list 64 numbers.*calibrate again"):
+        read_profile(path)
+    data["card"] = {"cols": 2, "gain": [1.0, -1.0]}
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="calibrate again"):
+        read_profile(path)
