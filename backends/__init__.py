@@ -1,7 +1,8 @@
 """Backends that execute a network's matmuls and noise sites (torch-free until one is built).
 
 Built-ins: ``sim`` (reference Gaussian emulator, CPU) and ``gpu`` (the same on CUDA).
-``device:…`` runs matmuls on an analog tile device (`hil.backends.device`). Add your own with
+``device:…`` runs matmuls on an analog tile device (`hil.backends.device`); ``twin:PROFILE`` is a
+digital twin of a calibrated device, driven by its noise card (`hil.backends.twin`). Add your own with
 `register_backend`.
 """
 
@@ -22,6 +23,7 @@ BACKENDS: Registry[Any] = Registry(
         "sim": "hil.backends.sim:create_sim_backend",
         "gpu": "hil.backends.gpu:create_gpu_backend",
         "device": "hil.backends.device.backend:create_device_backend",
+        "twin": "hil.backends.twin:create_twin_backend",
     },
 )
 """Backend name → factory ``(BackendSpec) -> Backend``."""

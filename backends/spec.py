@@ -10,10 +10,12 @@ here, and an unknown option is an error listing the valid ones.
 ``device:ADDRESS[#OPTIONS]``           analog tile device: serial:PATH, tcp:HOST:PORT, visa:RESOURCE,
                                        replay:FILE, NAME:ADDR; options record, layers, timeout,
                                        calibration, visa_library, seed
+``twin:PROFILE[#OPTIONS]``             digital twin of a calibrated device (its noise card); options
+                                       layers, correct, per_column, temperature, on, seed
 =====================================  ====================================================
 
 The earlier spelling with options after a colon (``sim:seed=3``, ``gpu:cuda:1:seed=3``) still
-parses for every backend but ``device``, whose addresses may hold ``=`` and ``,``.
+parses for every backend but ``device`` and ``twin``, whose addresses may hold ``=``, ``,`` and ``:``.
 """
 
 from __future__ import annotations
@@ -27,8 +29,12 @@ from typing import Any
 
 from hil.errors import ConfigError
 
-VALID_FORMS = "sim, sim:seed=3 (or sim#seed=3), gpu, gpu:cuda:1, gpu:cuda:1#seed=3, device:<address>[#key=value;…]"
+VALID_FORMS = ("sim, sim:seed=3 (or sim#seed=3), gpu, gpu:cuda:1, gpu:cuda:1#seed=3, device:<address>[#key=value;…], "
+               "twin:<profile>[#key=value;…]")
 _GPU_ADDRESS = re.compile(r"cuda(:\d+)?")
+_TORCH_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+ADDRESSED = {"device": "device:serial:/dev/ttyUSB0", "twin": "twin:profile.toml"}
+"""Backends whose address is taken verbatim (it may hold colons) and is required, with an example."""
 _NAME = re.compile(r"[a-z][a-z0-9_-]*")
 
 
@@ -86,6 +92,31 @@ def _names(text: str) -> tuple[str, ...]:
     return names
 
 
+def _boolean(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"must be true or false, got {text!r}")
+
+
+def _celsius(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"must be a temperature in °C, got {text!r}") from None
+    if not (math.isfinite(value) and -273.15 < value < 1000):
+        raise ConfigError(f"must be a temperature in °C, got {text!r}")
+    return value
+
+
+def _torch_device(text: str) -> str:
+    if not _TORCH_DEVICE.fullmatch(text):
+        raise ConfigError(f"must be cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
 SEED = BackendOption("seed", integer_at_least(0), "seed of the backend's noise generator")
 BACKEND_OPTIONS: dict[str, tuple[BackendOption, ...]] = {
     "sim": (SEED,),
@@ -97,6 +128,14 @@ BACKEND_OPTIONS: dict[str, tuple[BackendOption, ...]] = {
         BackendOption("timeout", _seconds, "seconds to wait for each reply"),
         BackendOption("calibration", non_empty_text, "calibration profile whose gain/offset correct the outputs"),
         BackendOption("visa_library", non_empty_text, "pyvisa library for visa: (@py, or FILE.yaml@sim)"),
+    ),
+    "twin": (
+        SEED,
+        BackendOption("layers", _names, "only these Linear/Conv sites run on the twin"),
+        BackendOption("correct", _boolean, "undo the card's gain/offset as device:…#calibration= does (true)"),
+        BackendOption("per_column", _boolean, "per-column σa/σm from the card (true) or the pooled values"),
+        BackendOption("temperature", _celsius, "device temperature to reproduce with the card's drift (°C)"),
+        BackendOption("on", _torch_device, "torch device the twin computes on: cpu (default), cuda, cuda:1"),
     ),
 }
 """Backend name → the options it takes. Backends registered without a declaration take ``seed``."""
@@ -229,13 +268,13 @@ def parse_backend_spec(text: str) -> BackendSpec:
     if not _NAME.fullmatch(name):
         raise ConfigError(f"bad backend spec {text!r}; valid forms: {VALID_FORMS}")
     items = [item for item in option_text.split(";") if item] if hashed else []
-    if name != "device":
+    if name not in ADDRESSED:
         address, legacy = _legacy_split(name, rest, text)
         items = legacy + items
     else:
         address = rest or None
-    if name == "device" and address is None:
-        raise ConfigError(f"backend spec {text!r} needs an address, e.g. device:serial:/dev/ttyUSB0")
+    if name in ADDRESSED and address is None:
+        raise ConfigError(f"backend spec {text!r} needs an address, e.g. {ADDRESSED[name]}")
     if name == "sim" and address is not None:
         raise ConfigError(f"backend 'sim' takes no address, got {address!r}; e.g. sim, sim#seed=3 or sim:seed=3")
     if name == "gpu" and address is not None and not _GPU_ADDRESS.fullmatch(address):

@@ -1,0 +1,238 @@
+"""The ``twin`` backend: a digital twin of a calibrated device, driven by the profile's noise card.
+
+It reproduces the ``device`` backend's forward pass in vectorised torch (CPU or CUDA), then the
+card's analog model instead of a chip:
+
+* the same mapping: W split into tiles of ≤ R inputs × ≤ C outputs, each tile column scaled to
+  the DAC range (s = max |W|) and quantised; each input vector's row block scaled (t = max |x|)
+  and quantised; the exact integer dot product z per tile;
+* the card per device column k: g_k · z · (1 + σm,k ε1) + o_k + σa,k ε2 (mul-first, or add-first),
+  ADC rounding and clipping at full scale, each of the r executions drawn and quantised on its own,
+  then averaged;
+* a tile run whose outputs clip is run again with its input scaled down 4× (up to 3 times), as the
+  device backend does; `TwinBackend.saturation_reruns` counts those vectors;
+* the device backend's gain/offset correction (``correct``, on by default — as
+  ``device:…#calibration=PROFILE``), then the scales undone and the row blocks summed.
+
+Drift: with ``temperature=T`` the card's offset and σa slopes move the values from the calibration's
+reference temperature. Gradients are straight-through (the exact matmul's), so ``hil train`` runs on
+the twin. Other sites run digitally with the spec's noise, as on the device.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from hil.backends.base import ConvParams, SiteCall, digital_conv
+from hil.backends.gaussian import GaussianBackend
+from hil.backends.spec import BackendSpec
+from hil.errors import ConfigError
+
+SATURATION_BACKOFF = 4.0
+MAX_BACKOFFS = 3
+
+
+class TwinBackend:
+    """Runs Linear/Conv matmuls through the card's model of the device (see module docstring).
+
+    Args:
+        card: The device's `hil.calibration.card.NoiseCard`.
+        device: Torch device the twin computes on.
+        seed: Seed of all noise (twin and digital sites).
+        layers: Site names whose matmuls run on the twin; None = all Linear/Conv sites.
+        correct: Undo the card's gain and offset as the device backend does with a profile.
+        per_column: Use the card's per-column σa/σm (shrunk); False: the pooled values everywhere.
+        temperature: Device temperature (°C) to reproduce; None = the calibration's own.
+    """
+
+    name = "twin"
+
+    def __init__(self, card: Any, device: str | torch.device = "cpu", seed: int = 0,
+                 layers: frozenset[str] | None = None, correct: bool = True, per_column: bool = True,
+                 temperature: float | None = None) -> None:
+        self.card = card
+        self.device = torch.device(device)
+        self.digital = GaussianBackend(self.device, seed, name="twin")
+        self.layers = layers
+        self.correct = correct
+        values = {"gain": list(card.gain), "offset": list(card.offset),
+                  "sigma_add": list(card.sigma_add.shrunk) if per_column else [card.sigma_add.pooled] * card.cols,
+                  "sigma_mul": list(card.sigma_mul.shrunk) if per_column else [card.sigma_mul.pooled] * card.cols}
+        true_offset = values["offset"]
+        if temperature is not None and card.drift is not None:
+            delta = temperature - card.drift.reference
+            true_offset = [o + card.drift.offset_per_kelvin * delta for o in values["offset"]]
+            values["sigma_add"] = [s * max(0.0, 1 + card.drift.sigma_add_per_kelvin * delta)
+                                   for s in values["sigma_add"]]
+        self._column = {key: torch.tensor(v, dtype=torch.float64, device=self.device) for key, v in values.items()}
+        self._column["true_offset"] = torch.tensor(true_offset, dtype=torch.float64, device=self.device)
+        self._exact_dtype = torch.float32 if card.rows * card.dac_max**2 < 2**24 else torch.float64
+        self._tiles: dict[int, tuple[tuple[int, int, int], torch.Tensor, torch.Tensor]] = {}
+        self.saturation_reruns = 0
+        self.vectors_run = 0
+
+    def __repr__(self) -> str:
+        return f"TwinBackend(device={str(self.device)!r}, rows={self.card.rows}, cols={self.card.cols})"
+
+    # -- Backend protocol -------------------------------------------------------------------
+
+    def linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+               call: SiteCall) -> torch.Tensor:
+        """``x @ weight.T + bias`` as the device would compute it."""
+        if not self._on_twin(call):
+            return self.digital.linear(x, weight, bias, call)
+        shape = x.shape
+        y = self._matmul(x.reshape(-1, shape[-1]), weight, call.noise.repeats)
+        if bias is not None:
+            y = y + bias
+        return y.reshape(*shape[:-1], weight.shape[0])
+
+    def conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, params: ConvParams,
+             call: SiteCall) -> torch.Tensor:
+        """A 2-D convolution as the device would compute it (im2col, like the device backend)."""
+        if not self._on_twin(call):
+            return self.digital.conv(x, weight, bias, params, call)
+        if params.dims != 2 or params.groups != 1 or isinstance(params.padding, str):
+            raise ConfigError(f"the twin maps 2-D convolutions with groups=1 and numeric padding, as the device "
+                              f"does; {call.name} is not one — run it digitally (twin:…#layers=…)")
+        out_shape = digital_conv(x[:1], weight, None, params).shape[-2:]
+        patches = F.unfold(x, weight.shape[-2:], dilation=params.dilation, padding=params.padding,
+                           stride=params.stride)
+        batch, features, positions = patches.shape
+        flat = patches.transpose(1, 2).reshape(batch * positions, features)
+        y = self._matmul(flat, weight.reshape(weight.shape[0], -1), call.noise.repeats)
+        y = y.reshape(batch, positions, -1).transpose(1, 2).reshape(batch, weight.shape[0], *out_shape)
+        if bias is not None:
+            y = y + bias.view(1, -1, 1, 1)
+        return y
+
+    def perturb(self, y: torch.Tensor, call: SiteCall) -> torch.Tensor:
+        """Digital sites: the spec's emulated noise."""
+        return self.digital.perturb(y, call)
+
+    def check_sites(self, sites: tuple[Any, ...]) -> None:
+        """Refuse a layer placement that names no Linear/Conv site of the model."""
+        if self.layers is None:
+            return
+        matmul = [s.name for s in sites if s.is_matmul]
+        unknown = sorted(self.layers - set(matmul))
+        if unknown:
+            raise ConfigError(f"twin layers {', '.join(unknown)} are not Linear/Conv sites of this model; "
+                              f"choose from {', '.join(matmul)}")
+
+    def reseed(self, seed: int) -> None:
+        """Restart all noise from ``seed``."""
+        self.digital.reseed(seed)
+
+    def close(self) -> None:
+        """Drop cached tiles (the backend stays usable)."""
+        self._tiles.clear()
+        self.digital.close()
+
+    # -- the device's mapping, batched ------------------------------------------------------
+
+    def _on_twin(self, call: SiteCall) -> bool:
+        return self.layers is None or call.name in self.layers
+
+    def _weight_tiles(self, weight: torch.Tensor, blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(codes (out, blocks, R), scale (out, blocks)) of ``weight``, cached until it changes."""
+        key = (weight._version, weight.data_ptr(), blocks)
+        cached = self._tiles.get(id(weight))
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        rows, dac_max = self.card.rows, self.card.dac_max
+        w = weight.detach().to(self.device, torch.float64)
+        padded = F.pad(w, (0, blocks * rows - w.shape[1])).view(w.shape[0], blocks, rows)
+        scale = padded.abs().amax(dim=2)
+        scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+        codes = torch.round(padded / scale[..., None] * dac_max)
+        self._tiles[id(weight)] = (key, codes, scale)
+        return codes, scale
+
+    def _matmul(self, x: torch.Tensor, weight: torch.Tensor, repeats: int) -> torch.Tensor:
+        card = self.card
+        rows, cols = card.rows, card.cols
+        out_features, in_features = weight.shape
+        blocks = math.ceil(in_features / rows)
+        col_blocks = math.ceil(out_features / cols)
+        w_codes, w_scale = self._weight_tiles(weight, blocks)
+        inputs = F.pad(x.detach().to(torch.float64), (0, blocks * rows - in_features)).view(len(x), blocks, rows)
+        vector_scale = inputs.abs().amax(dim=2)
+        vector_scale = torch.where(vector_scale == 0, torch.ones_like(vector_scale), vector_scale)
+        column = torch.arange(out_features, device=self.device) % cols
+        terms = {key: value[column] for key, value in self._column.items()}
+        result = torch.zeros(len(x), blocks, out_features, dtype=torch.float64, device=self.device)
+        pending = torch.ones(len(x), blocks, col_blocks, dtype=torch.bool, device=self.device)
+        for backoff in range(MAX_BACKOFFS + 1):
+            gain = SATURATION_BACKOFF ** -backoff
+            x_codes = torch.round(inputs / vector_scale[..., None] * gain * card.dac_max)
+            z = torch.einsum("ntr,otr->nto", x_codes.to(self._exact_dtype),
+                             w_codes.to(self._exact_dtype)).to(torch.float64) / card.dac_max**2
+            averaged, clipped = self._run(z, terms, repeats)
+            y = averaged * (card.full_scale / card.adc_max)
+            if self.correct:
+                y = (y - terms["offset"]) / terms["gain"]
+            y = y * w_scale.T[None] * (vector_scale / gain)[..., None]
+            saturated = F.pad(clipped, (0, col_blocks * cols - out_features)).view(*clipped.shape[:2], col_blocks,
+                                                                                 cols).any(dim=3)
+            take = pending & (~saturated if backoff < MAX_BACKOFFS else torch.ones_like(saturated))
+            chosen = take.repeat_interleave(cols, dim=2)[..., :out_features]
+            result = torch.where(chosen, y, result)
+            pending = pending & ~take
+            self.vectors_run += int(take.sum()) * repeats
+            if not bool(pending.any()):
+                break
+            self.saturation_reruns += int(pending.sum())
+        y = result.sum(dim=1).to(x.dtype)
+        if x.requires_grad or weight.requires_grad:  # straight-through: gradient of the exact matmul
+            exact = x @ weight.T
+            y = exact + (y - exact).detach()
+        return y
+
+    def _run(self, z: torch.Tensor, terms: dict[str, torch.Tensor], repeats: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Averaged ADC codes of ``repeats`` executions and whether any output clipped, per element."""
+        card = self.card
+        generator = self.digital.generator
+        total = torch.zeros_like(z)
+        clipped = torch.zeros(z.shape, dtype=torch.bool, device=z.device)
+        signal = terms["gain"] * z
+        for _ in range(repeats):
+            multiplier = 1.0 + terms["sigma_mul"] * torch.randn(z.shape, generator=generator, device=z.device,
+                                                                 dtype=z.dtype)
+            additive = terms["sigma_add"] * torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+            if card.order == "mul-first":
+                analog = signal * multiplier + terms["true_offset"] + additive
+            else:
+                analog = (signal + terms["true_offset"] + additive) * multiplier
+            ideal = torch.round(analog / card.full_scale * card.adc_max)
+            clipped |= ideal.abs() > card.adc_max
+            total += ideal.clamp(-card.adc_max, card.adc_max)
+        return total / repeats, clipped
+
+
+def create_twin_backend(spec: BackendSpec) -> TwinBackend:
+    """Registry factory for ``twin:PROFILE[#seed=;layers=;correct=;per_column=;temperature=;on=cuda]``.
+
+    Raises:
+        ConfigError: No or unreadable profile, bad options.
+        BackendUnavailableError: ``on=cuda`` without CUDA.
+    """
+    from hil.calibration.profile import read_profile
+
+    if not spec.address:
+        raise ConfigError("the twin needs the calibration profile it reproduces: twin:profile.toml")
+    card = read_profile(spec.address).noise_card()
+    on = spec.option("on", "cpu")
+    if on.startswith("cuda") and not torch.cuda.is_available():
+        from hil.errors import BackendUnavailableError
+
+        raise BackendUnavailableError(f"twin on={on} needs CUDA, but torch.cuda.is_available() is False here; "
+                                      f"drop on= to run the twin on the CPU")
+    layers = spec.option("layers")
+    return TwinBackend(card, on, spec.seed, None if layers is None else frozenset(layers),
+                       correct=spec.option("correct", True), per_column=spec.option("per_column", True),
+                       temperature=spec.option("temperature"))

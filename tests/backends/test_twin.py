@@ -1,0 +1,135 @@
+"""The twin backend reproduces the device backend's forward pass from a calibration's noise card."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hil.backends import get_backend, parse_backend_spec
+from hil.backends.base import SiteCall
+from hil.backends.device.backend import DeviceBackend
+from hil.backends.twin import TwinBackend
+from hil.calibration.design import CalibrationDesign
+from hil.calibration.job import calibrate, open_calibration_device
+from hil.calibration.profile import write_profile
+from hil.errors import BackendUnavailableError, ConfigError
+from hil.noise import SiteNoise
+
+DEVICE = ("sigma_add = 0.05\nsigma_mul = 0.03\ngain_spread = 0.05\noffset_spread = 0.02\ndac_bits = 8\n"
+          "adc_bits = 8\nseed = 3\nrows = 64\ncols = 16\n")
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):  # noqa: ANN001, ANN201
+    folder = tmp_path_factory.mktemp("twin")
+    config = folder / "device.toml"
+    config.write_text(DEVICE)
+    result = calibrate("sim", CalibrationDesign(samples=10_000), emulator_config=str(config))
+    return write_profile(result.profile, folder / "profile.toml"), config, result.profile
+
+
+def _device(config, profile) -> DeviceBackend:  # noqa: ANN001
+    return DeviceBackend(open_calibration_device("sim", emulator_config=str(config)), correction=profile.correction())
+
+
+def _call(repeats: int = 1) -> SiteCall:
+    return SiteCall(0, "0:fc", "linear", SiteNoise(repeats=repeats))
+
+
+def test_spec_needs_the_profile_and_checks_options(calibrated) -> None:  # noqa: ANN001
+    path = calibrated[0]
+    spec = parse_backend_spec(f"twin:{path}#seed=4;correct=false;temperature=30;on=cpu;layers=1:fc1")
+    assert (spec.address, spec.seed, spec.option("correct"), spec.option("temperature")) == (str(path), 4, False, 30.0)
+    with pytest.raises(ConfigError, match="needs an address, e.g. twin:profile.toml"):
+        parse_backend_spec("twin")
+    with pytest.raises(ConfigError, match="correct must be true or false"):
+        parse_backend_spec(f"twin:{path}#correct=maybe")
+    with pytest.raises(ConfigError, match="on must be cpu, cuda or cuda:N"):
+        parse_backend_spec(f"twin:{path}#on=tpu")
+    with pytest.raises(ConfigError, match="does not exist; make one with hil calibrate"):
+        get_backend("twin:/nonexistent/profile.toml")
+    if not torch.cuda.is_available():
+        with pytest.raises(BackendUnavailableError, match="drop on="):
+            get_backend(f"twin:{path}#on=cuda")
+
+
+@pytest.mark.parametrize("positive", [False, True], ids=["signed", "saturating"])
+def test_twin_errors_match_the_device(calibrated, positive: bool) -> None:  # noqa: ANN001
+    path, config, profile = calibrated
+    twin, device = get_backend(f"twin:{path}#seed=1"), _device(config, profile)
+    generator = torch.Generator().manual_seed(0)
+    if positive:  # same-sign inputs and weights drive the ADC into saturation: re-runs on both
+        x, w = torch.rand(400, 100, generator=generator), torch.rand(24, 100, generator=generator)
+    else:
+        x, w = torch.randn(1500, 100, generator=generator), 0.1 * torch.randn(24, 100, generator=generator)
+    exact = x @ w.T
+    errors = {name: backend.linear(x, w, None, _call(2)) - exact for name, backend in (("twin", twin),
+                                                                                      ("device", device))}
+    twin_std, device_std = errors["twin"].std(dim=0), errors["device"].std(dim=0)
+    assert torch.allclose(twin_std, device_std, rtol=0.15)  # column by column (gains differ per column)
+    assert abs(errors["twin"].mean() - errors["device"].mean()) < 0.2 * device_std.mean()
+    if positive:
+        assert device.saturation_reruns > 100
+        assert twin.saturation_reruns == pytest.approx(device.saturation_reruns, rel=0.1)
+    else:
+        assert twin.saturation_reruns == 0 == device.saturation_reruns
+    device.close()
+
+
+def test_twin_is_seeded_and_its_gradient_is_straight_through(calibrated) -> None:  # noqa: ANN001
+    twin = get_backend(f"twin:{calibrated[0]}#seed=5")
+    x = torch.randn(30, 70, requires_grad=True)
+    w = torch.randn(20, 70, requires_grad=True)
+    twin.reseed(9)
+    first = twin.linear(x, w, None, _call())
+    twin.reseed(9)
+    assert torch.equal(first, twin.linear(x, w, None, _call()))
+    assert not torch.equal(first, twin.linear(x, w, None, _call()))
+    first.sum().backward()
+    assert torch.allclose(x.grad, w.sum(dim=0).expand_as(x).detach())
+
+
+def test_repeats_average_the_noise_and_uncorrected_twin_shows_the_gains(calibrated) -> None:  # noqa: ANN001
+    path, _, profile = calibrated
+    x, w = torch.randn(3000, 64), 0.1 * torch.randn(16, 64)
+    exact = x @ w.T
+    twin = get_backend(f"twin:{path}")
+    single = (twin.linear(x, w, None, _call(1)) - exact).std()
+    averaged = (twin.linear(x, w, None, _call(4)) - exact).std()
+    assert averaged < 0.7 * single
+    raw = get_backend(f"twin:{path}#correct=false").linear(x, w, None, _call(1))
+    ratio = (raw * exact).sum(dim=0) / (exact * exact).sum(dim=0)
+    gains = torch.tensor(profile.estimates["gain"]["values"][:16])
+    assert torch.allclose(ratio, gains.to(ratio.dtype), atol=0.02)
+
+
+def test_layers_outside_the_placement_run_digitally(calibrated) -> None:  # noqa: ANN001
+    twin = TwinBackend(read_card(calibrated[2]), layers=frozenset({"2:fc2"}))
+    x, w = torch.randn(5, 10), torch.randn(3, 10)
+    assert torch.equal(twin.linear(x, w, None, _call()), x @ w.T)
+
+
+def test_convolution_matches_unfolded_linear(calibrated) -> None:  # noqa: ANN001
+    from hil.backends.base import ConvParams
+
+    twin = TwinBackend(read_card(calibrated[2]), seed=0)
+    x, w = torch.randn(4, 3, 8, 8), torch.randn(5, 3, 3, 3)
+    y = twin.conv(x, w, None, ConvParams(dims=2, padding=1), SiteCall(0, "0:conv", "conv", SiteNoise()))
+    exact = torch.nn.functional.conv2d(x, w, padding=1)
+    assert y.shape == exact.shape
+    assert (y - exact).std() < 0.1 * exact.std()
+
+
+def read_card(profile):  # noqa: ANN001, ANN201
+    return profile.noise_card()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_twin_on_cuda_matches_cpu_statistics(calibrated) -> None:  # noqa: ANN001
+    path = calibrated[0]
+    x, w = torch.randn(2000, 100), 0.1 * torch.randn(24, 100)
+    exact = x @ w.T
+    cpu = get_backend(f"twin:{path}").linear(x, w, None, _call())
+    cuda = get_backend(f"twin:{path}#on=cuda").linear(x.cuda(), w.cuda(), None, _call()).cpu()
+    assert torch.allclose((cuda - exact).std(dim=0), (cpu - exact).std(dim=0), rtol=0.15)
