@@ -96,6 +96,19 @@ class ForksNoiseStreams(Protocol):
         ...
 
 
+@runtime_checkable
+class PlacesLayers(Protocol):
+    """Optional capability: choose which Linear/Conv sites run on the hardware, the rest digitally.
+
+    The ``device`` and ``twin`` backends have it; the placement walk moves one layer at a time onto
+    the hardware through it, over one open connection.
+    """
+
+    def place(self, layers: frozenset[str] | None) -> None:
+        """Run only ``layers`` on the hardware (None: every Linear/Conv site)."""
+        ...
+
+
 def digital_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                  params: ConvParams) -> torch.Tensor:
     """The exact convolution, the one place backends compute a conv digitally."""

@@ -124,6 +124,10 @@ class TwinBackend:
             raise ConfigError(f"twin layers {', '.join(unknown)} are not Linear/Conv sites of this model; "
                               f"choose from {', '.join(matmul)}")
 
+    def place(self, layers: frozenset[str] | None) -> None:
+        """Run only ``layers`` here, the other Linear/Conv sites digitally (`PlacesLayers`)."""
+        self.layers = layers
+
     def reseed(self, seed: int) -> None:
         """Restart all noise from ``seed``."""
         self.digital.reseed(seed)

@@ -167,26 +167,44 @@ def default_out(path: str | os.PathLike[str] | None) -> Path:
     return Path(path) if path is not None else Path("profile.toml")
 
 
+TWIN_TOLERANCE = 0.015
+"""Twin and device agree when their mean accuracies differ by at most this, or twice the larger spread."""
+
+
 @dataclass(frozen=True)
 class AccuracyCheck:
-    """A network evaluated on the device and on ``sim`` with the profile's noise."""
+    """A network on the device, on its twin (``twin:PROFILE``) and on ``sim`` with the Gaussian mapping.
+
+    Attributes:
+        device: Accuracy over draws on the device.
+        twin: The same on the twin built from the profile's noise card.
+        sim: The same on ``sim`` with the profile's pooled σa/σm in network units (`CalibrationProfile.noise_spec`).
+        agree: Twin and device agree (within `TWIN_TOLERANCE` or twice the larger spread).
+        sim_agree: The Gaussian mapping agrees by the same rule.
+    """
 
     device: Any
+    twin: Any
     sim: Any
     agree: bool
+    sim_agree: bool
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form."""
-        return {"device": self.device.to_dict(), "sim": self.sim.to_dict(), "agree": self.agree}
+        return {"device": self.device.to_dict(), "twin": self.twin.to_dict(), "sim": self.sim.to_dict(),
+                "agree": self.agree, "sim_agree": self.sim_agree}
+
+
+def agrees(model: Any, device: Any) -> bool:
+    """Whether a model's accuracy (`EvaluationResult`) agrees with the device's (see `TWIN_TOLERANCE`)."""
+    return abs(model.mean - device.mean) <= max(TWIN_TOLERANCE, 2 * max(model.std, device.std))
 
 
 def accuracy_check(address: str, profile: CalibrationProfile, checkpoint: str | os.PathLike[str], *,
                    repeats: int = 3, timeout: float = 2.0, emulator_config: str | None = None) -> AccuracyCheck:
-    """Test accuracy of ``checkpoint`` on the device vs on ``sim`` with the profile's noise.
-
-    They agree when the means differ by at most 3 × the larger spread + 2 points.
-    """
+    """Test accuracy of ``checkpoint`` on the device, on the profile's twin and on ``sim`` with its noise."""
     from hil.backends.device.backend import DeviceBackend
+    from hil.backends.twin import TwinBackend
     from hil.evaluation import evaluate
     from hil.noisy_model import wrap
     from hil.runs import open_run
@@ -195,7 +213,9 @@ def accuracy_check(address: str, profile: CalibrationProfile, checkpoint: str | 
                            correction=profile.correction())
     with open_run(checkpoint, device) as run:
         spec, _ = profile.noise_spec(run.checkpoint.model, run.data.train_x)
-        on_sim = evaluate(wrap(run.checkpoint.model, "sim", spec), run.data.test_x, run.data.test_y, repeats=repeats)
-        on_device = evaluate(run.noisy, run.data.test_x, run.data.test_y, repeats=repeats)
-    spread = max(on_sim.std, on_device.std, 0.005)
-    return AccuracyCheck(on_device, on_sim, abs(on_device.mean - on_sim.mean) <= 3 * spread + 0.02)
+        test_x, test_y = run.data.test_x, run.data.test_y
+        on_sim = evaluate(wrap(run.checkpoint.model, "sim", spec), test_x, test_y, repeats=repeats)
+        on_twin = evaluate(wrap(run.checkpoint.model, TwinBackend(profile.noise_card())), test_x, test_y,
+                           repeats=repeats)
+        on_device = evaluate(run.noisy, test_x, test_y, repeats=repeats)
+    return AccuracyCheck(on_device, on_twin, on_sim, agrees(on_twin, on_device), agrees(on_sim, on_device))

@@ -123,6 +123,10 @@ class DeviceBackend:
             raise ConfigError(f"device layers {', '.join(unknown)} are not Linear/Conv sites of this model; "
                               f"choose from {', '.join(matmul)}")
 
+    def place(self, layers: frozenset[str] | None) -> None:
+        """Run only ``layers`` here, the other Linear/Conv sites digitally (`PlacesLayers`)."""
+        self.layers = layers
+
     def reseed(self, seed: int) -> None:
         self.digital.reseed(seed)
 

@@ -98,7 +98,7 @@ def check_profile(
     profile: Annotated[Path | None, typer.Option("--profile", help="Profile to test.")] = None,
     samples: Annotated[int, typer.Option("--samples", min=40, help="Executions re-measured.")] = 2000,
     checkpoint: Annotated[Path | None, typer.Option(
-        "--checkpoint", help="Also compare this network's accuracy on the device and on sim with the profile.")] = None,
+        "--checkpoint", help="Also compare this network's accuracy on the device, its twin and sim.")] = None,
     config: EmulatorToml = None,
     timeout: Timeout = 2.0,
     as_json: JsonFlag = False,
@@ -133,8 +133,9 @@ def check_profile(
         print_wide(stdout, table)
         if network is not None:
             stdout.print(f"network {checkpoint}: device {network.device.mean:.2%} ± {network.device.std:.2%}, "
-                         f"sim with the profile {network.sim.mean:.2%} ± {network.sim.std:.2%} — "
-                         + ("agree" if network.agree else "[red]disagree[/]"))
+                         f"twin {network.twin.mean:.2%} ± {network.twin.std:.2%} — "
+                         + ("agree" if network.agree else "[red]disagree[/]")
+                         + f"; Gaussian mapping on sim {network.sim.mean:.2%} ± {network.sim.std:.2%}")
         stdout.print("profile still valid" if valid else "[bold red]the device no longer matches the profile: "
                                                          "calibrate again[/]")
     if not valid:

@@ -35,6 +35,33 @@ def print_report(report: Any, console: Console) -> None:
     console.print(table)
 
 
+def _placement(checkpoint: Path | None, backend: str, out: Path | None, repeats: int, seed: int,
+               budget_s: float | None, data_dir: str | None, as_json: bool, others: dict[str, bool]) -> None:
+    """``hil walk --placement``: the placement walk, printed as a table of drops."""
+    from hil.studies.placement import place_checkpoint
+
+    if checkpoint is None:
+        raise ConfigError("--placement walks a trained --checkpoint DIR on --backend device:… or twin:…")
+    given = [flag for flag, used in others.items() if used]
+    if given:
+        raise ConfigError(f"--placement runs each layer at the hardware's own noise; drop {', '.join(given)}")
+    folder = out or Path(f"{checkpoint}-placement")
+    with ProgressBar(stderr) as bar:
+        report = place_checkpoint(checkpoint, backend, folder, draws=repeats, seed=seed, budget_s=budget_s,
+                                  data_dir=data_dir, progress=bar.points)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    table = Table(title=f"placement walk on {report.backend}: clean digital accuracy {report.clean:.2%}")
+    for column in ("layer on the hardware", "accuracy", "drop (points)", "95 % interval"):
+        table.add_column(column)
+    for row in report.layers:
+        table.add_row(row.layer, f"{row.accuracy:.2%}", f"{row.drop * 100:+.2f}",
+                      f"[{row.low * 100:+.2f}, {row.high * 100:+.2f}]")
+    stdout.print(table)
+    stdout.print(f"most fragile layer: {report.most_fragile}   results: {folder / 'placement.json'}")
+
+
 def print_weight_table(checkpoint: Path, console: Console) -> None:
     """Mean |w| per Linear/Conv layer of the walked checkpoint (large weights ⇒ robust sites)."""
     from hil.checkpoint import load_checkpoint
@@ -87,6 +114,11 @@ def walk(
     backend: BackendOption = "sim",
     executor: ExecutorOption = "local",
     fold_bn: FoldBn = False,
+    placement: Annotated[bool, typer.Option(
+        "--placement", help="One layer at a time on --backend (device:…, twin:…) at its native noise, the rest "
+                            "digital: each layer's accuracy drop, --repeats draws.")] = False,
+    budget_s: Annotated[float | None, typer.Option(
+        "--budget-s", min=0.001, help="--placement: device seconds allowed (timed on the first point).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print mu.json content on stdout.")] = False,
 ) -> None:
     """Walking Noise: accuracy vs σ per site, midpoint μ with 95 % intervals (resumable)."""
@@ -95,6 +127,13 @@ def walk(
     from hil.walking.grid import default_sigmas, parse_sigmas
     from hil.walking.sweep import SweepSpec
 
+    if placement:
+        _placement(checkpoint, backend, out, repeats, seed, budget_s, data_dir, as_json,
+                   others={"--train-per-point": train_per_point, "--global": global_sweep, "--adaptive": adaptive,
+                           "--heatmap": heatmap, "--sigmas": sigmas is not None, "--fold-bn": fold_bn})
+        return
+    if budget_s is not None:
+        raise ConfigError("--budget-s goes with --placement (device walks); a σ walk runs on the backend you give")
     if (checkpoint is None) == (not train_per_point):
         raise ConfigError("give either --checkpoint DIR (inference-only) or --train-per-point --model M")
     if adaptive and train_per_point:

@@ -1,0 +1,81 @@
+"""The placement walk: each layer alone on the hardware, drops with intervals, resumable, budgeted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hil.backends.device.backend import DeviceBackend
+from hil.calibration.design import CalibrationDesign
+from hil.calibration.job import calibrate, open_calibration_device
+from hil.calibration.profile import write_profile
+from hil.cli import app
+from hil.errors import ConfigError
+from hil.studies.placement import ALL_LAYERS, place_checkpoint
+
+DEVICE = "sigma_add = 1.5\nsigma_mul = 0.02\ngain_spread = 0.05\noffset_spread = 0.02\ndac_bits = 8\nadc_bits = 8\n"
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("placement")
+    config = folder / "device.toml"
+    config.write_text(DEVICE)
+    profile = calibrate("sim", CalibrationDesign(samples=4000), emulator_config=str(config)).profile
+    return config, write_profile(profile, folder / "profile.toml")
+
+
+def test_twin_placement_gives_a_drop_per_layer_and_resumes(checkpoint: Path, device, tmp_path: Path) -> None:  # noqa: ANN001
+    _, profile = device
+    report = place_checkpoint(checkpoint, f"twin:{profile}", tmp_path / "p", draws=3)
+    layers = [row.layer for row in report.layers]
+    assert layers == ["1:fc1", "3:fc2", "5:fc3", "7:fc4", ALL_LAYERS]
+    every = report.layers[-1]
+    assert every.drop > max(row.drop for row in report.layers[:-1])  # all layers noisy costs the most
+    assert all(row.low <= row.drop <= row.high and len(row.draws) == 3 for row in report.layers)
+    assert report.most_fragile in layers[:-1]
+    stored = json.loads((tmp_path / "p" / "placement.json").read_text())
+    assert stored["most_fragile"] == report.most_fragile
+    again = place_checkpoint(checkpoint, f"twin:{profile}", tmp_path / "p", draws=3)
+    assert again.to_dict() == report.to_dict()  # resumed from the store: same numbers, nothing re-run
+
+
+def test_device_placement_agrees_with_the_twin_on_the_most_fragile_layer(checkpoint: Path, device,  # noqa: ANN001
+                                                                         tmp_path: Path) -> None:
+    config, profile = device
+    from hil.calibration.profile import read_profile
+
+    hardware = DeviceBackend(open_calibration_device("sim", emulator_config=str(config)),
+                             correction=read_profile(profile).correction())
+    on_device = place_checkpoint(checkpoint, hardware, tmp_path / "d", draws=3)
+    on_twin = place_checkpoint(checkpoint, f"twin:{profile}", tmp_path / "t", draws=3)
+    assert on_device.backend == "device"
+    assert on_device.most_fragile == on_twin.most_fragile
+    for d, t in zip(on_device.layers, on_twin.layers, strict=True):
+        assert abs(d.drop - t.drop) < 0.03 + (d.high - d.low) + (t.high - t.low)
+
+
+def test_placement_refuses_a_backend_without_layers_and_a_small_budget(checkpoint: Path, device,  # noqa: ANN001
+                                                                       tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="needs a backend that places layers"):
+        place_checkpoint(checkpoint, "sim", tmp_path / "s", draws=2)
+    with pytest.raises(ConfigError, match="must be ≥ 2"):
+        place_checkpoint(checkpoint, f"twin:{device[1]}", tmp_path / "s", draws=1)
+    with pytest.raises(ConfigError, match=r"raise --budget-s or lower --repeats.*a rerun resumes"):
+        place_checkpoint(checkpoint, f"twin:{device[1]}", tmp_path / "b", draws=50, budget_s=0.001)
+
+
+def test_cli_placement_table_and_flag_errors(checkpoint: Path, device, tmp_path: Path) -> None:  # noqa: ANN001
+    runner = CliRunner()
+    base = ["walk", "--placement", "--checkpoint", str(checkpoint), "--backend", f"twin:{device[1]}",
+            "--repeats", "2", "--out", str(tmp_path / "c")]
+    result = runner.invoke(app, base)
+    assert result.exit_code == 0, result.output
+    assert "most fragile layer:" in result.output and "all" in result.output
+    bad = runner.invoke(app, [*base, "--global"])
+    assert bad.exit_code == 1 and "drop --global" in bad.output and "Traceback" not in bad.output
+    budget = runner.invoke(app, ["walk", "--checkpoint", str(checkpoint), "--budget-s", "5"])
+    assert budget.exit_code == 1 and "--budget-s goes with --placement" in budget.output
