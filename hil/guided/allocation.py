@@ -5,6 +5,8 @@ budget of repeated executions is best spent where the network is most sensitive.
 
 * `allocate_inverse_mu` — the Walking Noise paper's rule: r_i ∝ 1/μ_i (μ_i the site's midpoint
   noise level), normalised to the total n_t and rounded so that the sum is conserved.
+* `allocate_sqrt_drop` — from a placement walk on the hardware: r_i ∝ √(drop_i), the drop each
+  layer alone costs at the chip's own noise (no model of the chip needed).
 * `allocate_greedy` — starting from one execution each, repeatedly buy the execution(s) with the
   largest predicted gain per unit cost, predicting each site's effect from its measured
   accuracy-vs-σ curve at σ_eff = σ/√r.
@@ -91,6 +93,28 @@ def allocate_inverse_mu(mu: Sequence[float], total: int) -> tuple[int, ...]:
         if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
             raise ConfigError(f"every site needs a finite midpoint μ > 0 for the 1/μ rule, got {value!r}")
     shares = proportional_shares([1.0 / m for m in mu], total)
+    return largest_remainder(shares, total)
+
+
+DROP_FLOOR = 1e-4
+"""Smallest accuracy drop a placed layer counts with (a layer the hardware does not hurt still runs once)."""
+
+
+def allocate_sqrt_drop(drops: Sequence[float], total: int) -> tuple[int, ...]:
+    """Executions r_i ∝ √d_i from each layer's measured accuracy drop d_i on the hardware, Σ r_i = ``total``.
+
+    Averaging r executions divides the noise variance by r; where a layer's drop grows with its
+    noise variance (small noise), its drop at r executions is ≈ d_i / r, and minimising Σ d_i / r_i
+    under Σ r_i = n_t gives r_i ∝ √d_i (Lagrange). Drops below `DROP_FLOOR` count as the floor.
+
+    Raises:
+        ConfigError: A drop is not finite, or the total is below one per layer.
+    """
+    _check_total(total, len(drops))
+    for value in drops:
+        if not (isinstance(value, int | float) and math.isfinite(value)):
+            raise ConfigError(f"every layer needs a finite measured drop, got {value!r}")
+    shares = proportional_shares([math.sqrt(max(d, DROP_FLOOR)) for d in drops], total)
     return largest_remainder(shares, total)
 
 

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from hil.errors import ConfigError
 from hil.evaluation import EvaluationResult
-from hil.guided.allocation import allocate_greedy, allocate_inverse_mu, predict_accuracy, uniform_allocation
+from hil.guided.allocation import (
+    allocate_greedy,
+    allocate_inverse_mu,
+    allocate_sqrt_drop,
+    predict_accuracy,
+    uniform_allocation,
+)
 from hil.guided.sensitivity import Sensitivity, SiteSensitivity, load_sensitivity
 from hil.noise import NoiseSpec, SiteOverride
 from hil.validation import check_int
@@ -27,6 +33,8 @@ if TYPE_CHECKING:
 
 STRATEGIES: tuple[str, ...] = ("none", "uniform", "guided-1/mu", "guided-greedy")
 """Strategies in table order."""
+PLACEMENT_STRATEGY = "guided-placement"
+"""Executions ∝ √(drop) from a placement walk on the hardware (`allocate_sqrt_drop`)."""
 ALLOCATORS = {"greedy": "guided-greedy", "inverse-mu": "guided-1/mu"}
 """``--allocator`` value → strategy name."""
 COSTS: tuple[str, ...] = ("executions", "macs")
@@ -92,7 +100,7 @@ class Allocation:
 
 
 def plan_allocations(strategies: Sequence[str], sites: Sequence[SiteCost], budget: int, *,
-                     sensitivity: Sequence[SiteSensitivity] | None = None,
+                     sensitivity: Sequence[SiteSensitivity] | None = None, drops: Sequence[float] | None = None,
                      sigma: float | Sequence[float] = 0.0,
                      cost: str = "executions", num_classes: int = 10, clean_macs: int = 0) -> list[Allocation]:
     """Executions per site for each strategy at budget r̄ (n_t = L·r̄ executions).
@@ -114,11 +122,15 @@ def plan_allocations(strategies: Sequence[str], sites: Sequence[SiteCost], budge
     chance = 1.0 / num_classes
     plans = []
     for strategy in strategies:
-        if strategy not in STRATEGIES:
+        if strategy not in (*STRATEGIES, PLACEMENT_STRATEGY):
             raise ConfigError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
-        if strategy.startswith("guided") and curves is None:
+        if strategy == PLACEMENT_STRATEGY:
+            if drops is None:
+                raise ConfigError(f"{strategy} needs a placement walk: pass its folder (hil walk --placement)")
+            executions = allocate_sqrt_drop(drops, count * budget)
+        elif strategy.startswith("guided") and curves is None:
             raise ConfigError(f"{strategy} needs Walking Noise results: pass the walk folder")
-        if strategy == "none":
+        elif strategy == "none":
             executions = uniform_allocation(count, 1)
         elif strategy == "uniform":
             executions = uniform_allocation(count, budget)
@@ -265,6 +277,25 @@ def _with_walk_sigma(noise: NoiseSpec, sensitivity: Sensitivity) -> tuple[NoiseS
     return changed, f"global μ of the walk ({mu:.4g})"
 
 
+def load_placement(folder: str | os.PathLike[str]) -> dict[str, float] | None:
+    """Layer → measured drop from a placement walk folder (``placement.json``), or None when it is not one.
+
+    Raises:
+        ConfigError: A ``placement.json`` that cannot be read or lacks its rows.
+    """
+    import json
+
+    path = Path(folder) / "placement.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        rows = {str(row["layer"]): float(row["drop"]) for row in data["layers"]}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"cannot read the placement walk {path} ({error}); rerun hil walk --placement") from None
+    return rows
+
+
 def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequence[str], *, budget: int,
                          noise: NoiseSpec, walk: str | os.PathLike[str] | None = None, backend: str = "sim",
                          repeats: int = 5, seed: int = 0, cost: str = "executions", data_dir: str | None = None,
@@ -294,12 +325,18 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
     from hil.runs import open_run
     from hil.studies.repetitions import RepetitionStudy
 
+    placement = load_placement(walk) if walk is not None else None
     if walk is None and noise.is_clean:
         raise ConfigError("give --sigma-add or --sigma-mul (or a walk folder to take the global μ from)")
-    kind = _noise_kind(noise)
-    sensitivity = load_sensitivity(walk, kind) if walk is not None else None
     sigma_source = "given"
-    if sensitivity is not None:
+    sensitivity = None
+    if placement is not None:
+        strategies = tuple(dict.fromkeys(PLACEMENT_STRATEGY if s.startswith("guided") else s for s in strategies))
+        if noise.is_clean:  # the hardware brings its own noise to Linear/Conv sites; σ only marks them noisy
+            noise, sigma_source = NoiseSpec(sigma_add=1.0, sites="matmul"), "the hardware's own (Linear/Conv sites)"
+    kind = _noise_kind(noise)
+    if walk is not None and placement is None:
+        sensitivity = load_sensitivity(walk, kind)
         noise, sigma_source = _with_walk_sigma(noise, sensitivity)
     with open_run(checkpoint, backend, noise, data_dir=data_dir, fold_bn=fold_bn) as run:
         noisy, data, loaded = run.noisy, run.data, run.checkpoint
@@ -312,8 +349,21 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
             model_name = loaded.run.model.name
             site_curves = sensitivity.for_sites([s.name for s in noisy_sites], [s.name for s in noisy.sites],
                                                 model_name)
+        drops = None
+        if placement is not None:
+            from hil.backends.base import PlacesLayers
+
+            if not isinstance(run.backend, PlacesLayers):
+                raise ConfigError("repetitions guided by a placement walk run on the hardware it measured: give "
+                                  "--backend device:… or twin:…")
+            missing = [s.name for s in noisy_sites if s.name not in placement]
+            if missing:
+                raise ConfigError(f"the placement walk has no drop for {', '.join(missing)}; it was run on another "
+                                  f"network or with other sites — rerun hil walk --placement on this checkpoint")
+            drops = [placement[s.name] for s in noisy_sites]
         sigma = [n.sigma_mul if kind == "mul" else n.sigma_add for n in plan if not n.is_clean]
-        allocations = plan_allocations(strategies, noisy_sites, budget, sensitivity=site_curves, sigma=sigma,
+        allocations = plan_allocations(strategies, noisy_sites, budget, sensitivity=site_curves, drops=drops,
+                                       sigma=sigma,
                                        cost=cost, num_classes=data.num_classes, clean_macs=clean_macs)
         plans = [(a.strategy, noise.with_overrides(*a.overrides())) for a in allocations]
         study = RepetitionStudy(noisy, data.test_x, data.test_y, plans, draws=repeats, seed=seed,

@@ -139,3 +139,13 @@ def test_greedy_rejects_a_budget_below_one_execution_each() -> None:
         allocate_greedy([logistic_curve(1.0)] * 3, 1.0, 2)
     with pytest.raises(ConfigError, match="> 0"):
         allocate_greedy([logistic_curve(1.0)], 1.0, 2, costs=[0.0])
+
+
+def test_sqrt_drop_spends_the_total_in_proportion_to_the_root_of_each_drop() -> None:
+    from hil.guided.allocation import allocate_sqrt_drop
+
+    assert allocate_sqrt_drop([0.01, 0.04, 0.16], 14) == (2, 4, 8)
+    assert sum(allocate_sqrt_drop([0.3, -0.01, 0.0, 0.05], 12)) == 12
+    assert min(allocate_sqrt_drop([0.3, -0.01, 0.0, 0.05], 12)) == 1  # a layer the chip does not hurt: once
+    with pytest.raises(ConfigError, match="finite measured drop"):
+        allocate_sqrt_drop([0.1, float("nan")], 4)

@@ -79,3 +79,23 @@ def test_cli_placement_table_and_flag_errors(checkpoint: Path, device, tmp_path:
     assert bad.exit_code == 1 and "drop --global" in bad.output and "Traceback" not in bad.output
     budget = runner.invoke(app, ["walk", "--checkpoint", str(checkpoint), "--budget-s", "5"])
     assert budget.exit_code == 1 and "--budget-s goes with --placement" in budget.output
+
+
+def test_repetitions_guided_by_a_placement_walk(checkpoint: Path, device, tmp_path: Path) -> None:  # noqa: ANN001
+    from hil.guided.compare import evaluate_repetitions
+    from hil.noise import NoiseSpec
+
+    twin = f"twin:{device[1]}"
+    walked = place_checkpoint(checkpoint, twin, tmp_path / "p", draws=2)
+    report = evaluate_repetitions(checkpoint, ("none", "uniform", "guided-greedy"), budget=2, noise=NoiseSpec(),
+                                  walk=tmp_path / "p", backend=twin, repeats=2)
+    names = [s.allocation.strategy for s in report.strategies]
+    assert names == ["none", "uniform", "guided-placement"]
+    guided = report.strategies[-1].allocation
+    assert sum(guided.executions) == 2 * len(guided.executions)
+    drops = {row.layer: row.drop for row in walked.layers}
+    most = max(range(len(guided.executions)), key=lambda i: drops[guided.sites[i].name])
+    assert guided.executions[most] == max(guided.executions)
+    with pytest.raises(ConfigError, match="run on the hardware it measured"):
+        evaluate_repetitions(checkpoint, ("uniform", "guided-greedy"), budget=2, noise=NoiseSpec(sigma_add=0.1),
+                             walk=tmp_path / "p", backend="sim", repeats=2)
