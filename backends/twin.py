@@ -142,13 +142,13 @@ class TwinBackend:
     def _on_twin(self, call: SiteCall) -> bool:
         return self.layers is None or call.name in self.layers
 
-    def _weight_tiles(self, weight: torch.Tensor, blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(codes (out, blocks, R), scale (out, blocks)) of ``weight``, cached until it changes."""
+    def _weight_tiles(self, weight: torch.Tensor, blocks: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(codes (out, blocks, rows), scale (out, blocks)) of ``weight``, cached until it changes."""
         key = (weight._version, weight.data_ptr(), blocks)
         cached = self._tiles.get(id(weight))
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
-        rows, dac_max = self.card.rows, self.card.dac_max
+        dac_max = self.card.dac_max
         w = weight.detach().to(self.device, torch.float64)
         padded = F.pad(w, (0, blocks * rows - w.shape[1])).view(w.shape[0], blocks, rows)
         scale = padded.abs().amax(dim=2)
@@ -159,11 +159,12 @@ class TwinBackend:
 
     def _matmul(self, x: torch.Tensor, weight: torch.Tensor, repeats: int) -> torch.Tensor:
         card = self.card
-        rows, cols = card.rows, card.cols
+        cols = card.cols
         out_features, in_features = weight.shape
-        blocks = math.ceil(in_features / rows)
+        blocks = math.ceil(in_features / card.rows)
+        rows = card.rows if blocks > 1 else in_features  # one tile: no zero rows to carry
         col_blocks = math.ceil(out_features / cols)
-        w_codes, w_scale = self._weight_tiles(weight, blocks)
+        w_codes, w_scale = self._weight_tiles(weight, blocks, rows)
         inputs = F.pad(x.detach().to(torch.float64), (0, blocks * rows - in_features)).view(len(x), blocks, rows)
         vector_scale = inputs.abs().amax(dim=2)
         vector_scale = torch.where(vector_scale == 0, torch.ones_like(vector_scale), vector_scale)

@@ -1,10 +1,12 @@
-"""Placement walk of LeNet-5 on the emulated device vs on its twin: the same most-fragile layer?
+"""Placement walk of LeNet-5 on the emulated device vs on its twin; repetitions it guides, on the device.
 
 An emulated device (hidden per-column gains 5 %, offsets, σa, σm, 8-bit DAC/ADC) is calibrated;
 LeNet-5 is trained on mnist5k ([0, 1] pixels, clean). Each Linear/Conv layer then runs alone on the
 device (gain/offset corrected with the profile), the rest digital, for ``--draws`` draws; the same
 walk runs on ``twin:PROFILE``. Prints each layer's drop with its 95 % interval on both, the most
-fragile layer of each, and the device seconds spent.
+fragile layer of each, and the seconds spent. Then none / uniform / guided-placement (r ∝ √drop from
+the device walk) at budget 2, ``--compare-draws`` paired draws, all on the device. The device is the
+emulator in its own process over a pseudo-terminal (AMVM/1), as ``hil demo`` runs it.
 
     python benchmarks/device_walk.py [--sigma-add 1.5] [--draws 5] [--epochs 10]
 """
@@ -16,11 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from hil.backends.device.backend import DeviceBackend
+from hil.backends.device.emulator import EmulatorProcess
 from hil.calibration.design import CalibrationDesign
-from hil.calibration.job import calibrate, open_calibration_device
+from hil.calibration.job import calibrate
 from hil.calibration.profile import write_profile
 from hil.config import TrainConfig
+from hil.guided.compare import evaluate_repetitions
+from hil.noise import NoiseSpec
 from hil.studies.placement import place_checkpoint
 from hil.training import train
 
@@ -34,6 +38,8 @@ def main() -> None:
     parser.add_argument("--sigma-add", type=float, default=1.5)
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--budget", type=int, default=2)
+    parser.add_argument("--compare-draws", type=int, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -42,14 +48,19 @@ def main() -> None:
         calibration = calibrate("sim", CalibrationDesign(samples=10_000), emulator_config=str(config))
         profile = write_profile(calibration.profile, root / "profile.toml")
         train(TrainConfig(model=args.model, dataset="mnist5k", epochs=args.epochs), root / "net", keep_epochs=False)
-        hardware = DeviceBackend(open_calibration_device("sim", emulator_config=str(config)),
-                                 correction=calibration.profile.correction())
-        started = time.perf_counter()
-        on_device = place_checkpoint(root / "net", hardware, root / "device", draws=args.draws)
-        device_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        on_twin = place_checkpoint(root / "net", f"twin:{profile}", root / "twin", draws=args.draws)
-        twin_seconds = time.perf_counter() - started
+        with EmulatorProcess("--port", "pty", "--config", str(config)) as emulator:
+            device = f"device:serial:{emulator.address}#calibration={profile}"
+            started = time.perf_counter()
+            on_device = place_checkpoint(root / "net", device, root / "device", draws=args.draws)
+            device_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            on_twin = place_checkpoint(root / "net", f"twin:{profile}", root / "twin", draws=args.draws)
+            twin_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            compared = evaluate_repetitions(root / "net", ("none", "uniform", "guided-placement"),
+                                            budget=args.budget, noise=NoiseSpec(), walk=root / "device",
+                                            backend=device, repeats=args.compare_draws)
+            compare_seconds = time.perf_counter() - started
     print(f"{args.model}, device σa {args.sigma_add}, {args.draws} draws; clean digital {on_device.clean:.1%}")
     print(f"  {'layer':10} {'device drop (pt)':>26} {'twin drop (pt)':>26}")
     for d, t in zip(on_device.layers, on_twin.layers, strict=True):
@@ -59,6 +70,16 @@ def main() -> None:
     print(f"most fragile: device {on_device.most_fragile}, twin {on_twin.most_fragile} ({same}); "
           f"{device_seconds:.0f} s on the device, {twin_seconds:.0f} s on the twin "
           f"({device_seconds / max(twin_seconds, 1e-9):.1f}×)")
+    print(f"repetitions on the device, budget {args.budget}, {args.compare_draws} paired draws "
+          f"({compare_seconds:.0f} s):")
+    differences = {d.strategy: d for d in compared.differences}
+    for item in compared.strategies:
+        name, result = item.allocation.strategy, item.result
+        diff = differences.get(name)
+        text = "" if diff is None else (f"Δ vs uniform {diff.mean * 100:+.1f} pt "
+                                        f"[{diff.low * 100:+.1f}, {diff.high * 100:+.1f}]")
+        executions = list(item.allocation.executions)
+        print(f"  {name:17} {result.mean:6.1%} ± {result.std:4.1%}  {text:36} executions {executions}")
 
 
 if __name__ == "__main__":
