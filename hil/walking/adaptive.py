@@ -107,7 +107,9 @@ class AdaptiveWalk:
             xs = [math.log10(math.sqrt(a * b)) for a, b, m1, m2 in zip(grid[:-1], grid[1:], mean[:-1], mean[1:],
                                                                         strict=True) if m1 >= half > m2 and a > 0]
         low, high = math.log10(plan.low), math.log10(plan.high)
-        return sorted({float(10 ** min(max(x, low), high)) for x in xs})
+        # 6 significant digits: a fit's last bits differ between CPUs and BLAS builds, and a point's seed
+        # follows its σ, so unrounded proposals would make the same walk give other draws on another machine
+        return sorted({float(f"{10 ** min(max(x, low), high):.6g}") for x in xs})
 
     def _coarse_scan(self, site_index: int, site: str, store: ResultStore, experiment: str,
                      progress: ProgressCallback | None) -> tuple[np.ndarray, np.ndarray]:
