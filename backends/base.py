@@ -116,6 +116,46 @@ def digital_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return conv(x, weight, bias, params.stride, params.padding, params.dilation, params.groups)
 
 
+def conv_as_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, params: ConvParams,
+                   matmul: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, where: str) -> torch.Tensor:
+    """A 2-D convolution as ``matmul(patches, weight_matrix)`` over unfolded patches (im2col), bias added digitally.
+
+    The mapping the ``device`` and ``twin`` backends share; ``where`` names the site and the fix in the error.
+
+    Raises:
+        ConfigError: Not a 2-D convolution with groups=1 and numeric padding.
+    """
+    from hil.errors import ConfigError
+
+    if params.dims != 2 or params.groups != 1 or isinstance(params.padding, str):
+        raise ConfigError(f"analog tiles map 2-D convolutions with groups=1 and numeric padding; {where}")
+    out_shape = digital_conv(x[:1], weight, None, params).shape[-2:]
+    patches = F.unfold(x, weight.shape[-2:], dilation=params.dilation, padding=params.padding,
+                       stride=params.stride)  # (B, C·kh·kw, L)
+    batch, features, positions = patches.shape
+    flat = patches.transpose(1, 2).reshape(batch * positions, features)
+    y = matmul(flat, weight.reshape(weight.shape[0], -1))
+    y = y.reshape(batch, positions, -1).transpose(1, 2).reshape(batch, weight.shape[0], *out_shape)
+    return y if bias is None else y + bias.view(1, -1, 1, 1)
+
+
+def check_placement(layers: frozenset[str] | None, sites: tuple[object, ...], what: str) -> None:
+    """Refuse a layer placement (``what``: ``device``, ``twin``) naming no Linear/Conv site of the model.
+
+    Raises:
+        ConfigError: A name in ``layers`` is not a Linear/Conv site; the message lists those that are.
+    """
+    from hil.errors import ConfigError
+
+    if layers is None:
+        return
+    matmul = [s.name for s in sites if s.is_matmul]  # type: ignore[attr-defined]
+    unknown = sorted(layers - set(matmul))
+    if unknown:
+        raise ConfigError(f"{what} layers {', '.join(unknown)} are not Linear/Conv sites of this model; "
+                          f"choose from {', '.join(matmul)}")
+
+
 def average_executions(execute: Callable[[], torch.Tensor], repeats: int) -> torch.Tensor:
     """Multi-execution hook: run ``execute`` ``repeats`` times and return the mean.
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from hil.backends.base import ConvParams, SiteCall, digital_conv
+from hil.backends.base import ConvParams, SiteCall, check_placement, conv_as_matmul
 from hil.backends.gaussian import GaussianBackend
 from hil.backends.spec import BackendSpec
 from hil.errors import ConfigError
@@ -96,19 +96,8 @@ class TwinBackend:
         """A 2-D convolution as the device would compute it (im2col, like the device backend)."""
         if not self._on_twin(call):
             return self.digital.conv(x, weight, bias, params, call)
-        if params.dims != 2 or params.groups != 1 or isinstance(params.padding, str):
-            raise ConfigError(f"the twin maps 2-D convolutions with groups=1 and numeric padding, as the device "
-                              f"does; {call.name} is not one — run it digitally (twin:…#layers=…)")
-        out_shape = digital_conv(x[:1], weight, None, params).shape[-2:]
-        patches = F.unfold(x, weight.shape[-2:], dilation=params.dilation, padding=params.padding,
-                           stride=params.stride)
-        batch, features, positions = patches.shape
-        flat = patches.transpose(1, 2).reshape(batch * positions, features)
-        y = self._matmul(flat, weight.reshape(weight.shape[0], -1), call.noise.repeats)
-        y = y.reshape(batch, positions, -1).transpose(1, 2).reshape(batch, weight.shape[0], *out_shape)
-        if bias is not None:
-            y = y + bias.view(1, -1, 1, 1)
-        return y
+        return conv_as_matmul(x, weight, bias, params, lambda flat, w: self._matmul(flat, w, call.noise.repeats),
+                              where=f"{call.name} is not one — run it digitally (twin:…#layers=…)")
 
     def perturb(self, y: torch.Tensor, call: SiteCall) -> torch.Tensor:
         """Digital sites: the spec's emulated noise."""
@@ -116,13 +105,7 @@ class TwinBackend:
 
     def check_sites(self, sites: tuple[Any, ...]) -> None:
         """Refuse a layer placement that names no Linear/Conv site of the model."""
-        if self.layers is None:
-            return
-        matmul = [s.name for s in sites if s.is_matmul]
-        unknown = sorted(self.layers - set(matmul))
-        if unknown:
-            raise ConfigError(f"twin layers {', '.join(unknown)} are not Linear/Conv sites of this model; "
-                              f"choose from {', '.join(matmul)}")
+        check_placement(self.layers, sites, "twin")
 
     def place(self, layers: frozenset[str] | None) -> None:
         """Run only ``layers`` here, the other Linear/Conv sites digitally (`PlacesLayers`)."""

@@ -24,9 +24,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from hil.backends.base import ConvParams, SiteCall, digital_conv
+from hil.backends.base import ConvParams, SiteCall, check_placement, conv_as_matmul
 from hil.backends.device.driver import AmvmDriver, Driver
 from hil.backends.device.protocol import Capabilities
 from hil.backends.gaussian import GaussianBackend
@@ -96,32 +95,15 @@ class DeviceBackend:
              call: SiteCall) -> torch.Tensor:
         if not self._on_device(call):
             return self.digital.conv(x, weight, bias, params, call)
-        if params.dims != 2 or params.groups != 1 or isinstance(params.padding, str):
-            raise ConfigError(f"the device backend maps 2-D convolutions with groups=1 and numeric padding; "
-                              f"{call.name} is not one — run it digitally (--device-layers)")
-        out_shape = digital_conv(x[:1], weight, None, params).shape[-2:]
-        patches = F.unfold(x, weight.shape[-2:], dilation=params.dilation, padding=params.padding,
-                           stride=params.stride)  # (B, C·kh·kw, L)
-        batch, features, positions = patches.shape
-        flat = patches.transpose(1, 2).reshape(batch * positions, features)
-        y = self._matmul(flat, weight.reshape(weight.shape[0], -1), call.noise.repeats)
-        y = y.reshape(batch, positions, -1).transpose(1, 2).reshape(batch, weight.shape[0], *out_shape)
-        if bias is not None:
-            y = y + bias.view(1, -1, 1, 1)
-        return y
+        return conv_as_matmul(x, weight, bias, params, lambda flat, w: self._matmul(flat, w, call.noise.repeats),
+                              where=f"{call.name} is not one — run it digitally (#layers=…)")
 
     def perturb(self, y: torch.Tensor, call: SiteCall) -> torch.Tensor:
         return self.digital.perturb(y, call)
 
     def check_sites(self, sites: tuple[Any, ...]) -> None:
         """Refuse a layer placement that names no Linear/Conv site of the model."""
-        if self.layers is None:
-            return
-        matmul = [s.name for s in sites if s.is_matmul]
-        unknown = sorted(self.layers - set(matmul))
-        if unknown:
-            raise ConfigError(f"device layers {', '.join(unknown)} are not Linear/Conv sites of this model; "
-                              f"choose from {', '.join(matmul)}")
+        check_placement(self.layers, sites, "device")
 
     def place(self, layers: frozenset[str] | None) -> None:
         """Run only ``layers`` here, the other Linear/Conv sites digitally (`PlacesLayers`)."""
