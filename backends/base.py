@@ -109,6 +109,32 @@ class PlacesLayers(Protocol):
         ...
 
 
+@runtime_checkable
+class AttenuatesInputs(Protocol):
+    """Optional capability: use fewer DAC codes for the input of the layers on the hardware.
+
+    With attenuation k ≥ 1 every input vector is scaled to 1/k of the DAC range before it is
+    quantised and the result multiplied by k digitally, so additive noise grows k-fold relative to
+    the signal: the SNR walk's way to turn up the noise of a chip whose σ is fixed. ``device`` and
+    ``twin`` have it.
+    """
+
+    def attenuate(self, k: float) -> None:
+        """Attenuate the input range by ``k`` (1 = the full DAC range, the default)."""
+        ...
+
+
+def check_attenuation(k: float) -> float:
+    """``k`` as a float, or a ConfigError when it is not a finite number ≥ 1."""
+    import math
+
+    from hil.errors import ConfigError
+
+    if not isinstance(k, int | float) or not math.isfinite(k) or k < 1:
+        raise ConfigError(f"an input attenuation must be a finite number ≥ 1 (1 = full DAC range), got {k!r}")
+    return float(k)
+
+
 def digital_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                  params: ConvParams) -> torch.Tensor:
     """The exact convolution, the one place backends compute a conv digitally."""

@@ -5,7 +5,8 @@ card's analog model instead of a chip:
 
 * the same mapping: W split into tiles of ≤ R inputs × ≤ C outputs, each tile column scaled to
   the DAC range (s = max |W|) and quantised; each input vector's row block scaled (t = max |x|)
-  and quantised; the exact integer dot product z per tile;
+  and quantised (to 1/k of the range with an input attenuation k, as on the device); the exact
+  integer dot product z per tile;
 * the card per device column k: g_k · z · (1 + σm,k ε1) + o_k + σa,k ε2 (mul-first, or add-first),
   ADC rounding and clipping at full scale, each of the r executions drawn and quantised on its own,
   then averaged;
@@ -27,7 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from hil.backends.base import ConvParams, SiteCall, check_placement, conv_as_matmul
+from hil.backends.base import ConvParams, SiteCall, check_attenuation, check_placement, conv_as_matmul
 from hil.backends.gaussian import GaussianBackend
 from hil.backends.spec import BackendSpec
 from hil.errors import ConfigError
@@ -59,6 +60,7 @@ class TwinBackend:
         self.digital = GaussianBackend(self.device, seed, name="twin")
         self.layers = layers
         self.correct = correct
+        self.attenuation = 1.0
         values = {"gain": list(card.gain), "offset": list(card.offset),
                   "sigma_add": list(card.sigma_add.shrunk) if per_column else [card.sigma_add.pooled] * card.cols,
                   "sigma_mul": list(card.sigma_mul.shrunk) if per_column else [card.sigma_mul.pooled] * card.cols}
@@ -111,6 +113,10 @@ class TwinBackend:
         """Run only ``layers`` here, the other Linear/Conv sites digitally (`PlacesLayers`)."""
         self.layers = layers
 
+    def attenuate(self, k: float) -> None:
+        """Scale every input vector to 1/k of the DAC range, the result up by k (`AttenuatesInputs`)."""
+        self.attenuation = check_attenuation(k)
+
     def reseed(self, seed: int) -> None:
         """Restart all noise from ``seed``."""
         self.digital.reseed(seed)
@@ -156,7 +162,7 @@ class TwinBackend:
         result = torch.zeros(len(x), blocks, out_features, dtype=torch.float64, device=self.device)
         pending = torch.ones(len(x), blocks, col_blocks, dtype=torch.bool, device=self.device)
         for backoff in range(MAX_BACKOFFS + 1):
-            gain = SATURATION_BACKOFF ** -backoff
+            gain = SATURATION_BACKOFF ** -backoff / self.attenuation
             x_codes = torch.round(inputs / vector_scale[..., None] * gain * card.dac_max)
             z = torch.einsum("ntr,otr->nto", x_codes.to(self._exact_dtype),
                              w_codes.to(self._exact_dtype)).to(torch.float64) / card.dac_max**2

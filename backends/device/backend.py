@@ -10,6 +10,8 @@ Mapping of y = W x (W: out × in) onto tiles of R rows × C columns:
   quantised. The device returns ADC codes; the host undoes the scales,
   y = code / adc_max · full_scale · s_c · t_b, averages the repeats (multi-execution) and sums the
   partial results of the row blocks digitally; the bias is added digitally.
+* With an input attenuation k (`attenuate`, the SNR walk) each vector is scaled to 1/k of the DAC
+  range instead, and the result k× up when the scales are undone.
 * A vector whose outputs saturate the ADC is run again with its input scaled down 4× (up to 3
   times); `DeviceBackend.saturation_reruns` counts it.
 * Convolutions run as matmuls over unfolded patches (im2col); other sites run digitally with the
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hil.backends.base import ConvParams, SiteCall, check_placement, conv_as_matmul
+from hil.backends.base import ConvParams, SiteCall, check_attenuation, check_placement, conv_as_matmul
 from hil.backends.device.driver import AmvmDriver, Driver
 from hil.backends.device.protocol import Capabilities
 from hil.backends.gaussian import GaussianBackend
@@ -72,6 +74,7 @@ class DeviceBackend:
             raise ConfigError(f"the calibration profile has {len(correction[0])} columns but the device has "
                               f"{self.caps.cols}: it belongs to another device")
         self.correction = correction
+        self.attenuation = 1.0
         self._tiles: dict[tuple[int, int, int], list[_Tile]] = {}
         self._slots: OrderedDict[tuple[int, int, int, int], int] = OrderedDict()
         self.saturation_reruns = 0
@@ -108,6 +111,10 @@ class DeviceBackend:
     def place(self, layers: frozenset[str] | None) -> None:
         """Run only ``layers`` here, the other Linear/Conv sites digitally (`PlacesLayers`)."""
         self.layers = layers
+
+    def attenuate(self, k: float) -> None:
+        """Scale every input vector to 1/k of the DAC range, the result up by k (`AttenuatesInputs`)."""
+        self.attenuation = check_attenuation(k)
 
     def reseed(self, seed: int) -> None:
         self.digital.reseed(seed)
@@ -181,7 +188,7 @@ class DeviceBackend:
         caps = self.caps
         vector_scale = np.abs(x).max(axis=1)
         vector_scale[vector_scale == 0] = 1.0
-        gain = np.ones(len(x))
+        gain = np.full(len(x), 1.0 / self.attenuation)
         result = np.zeros((len(x), tile.col_end - tile.col_start))
         todo = np.arange(len(x))
         for backoff in range(MAX_BACKOFFS + 1):

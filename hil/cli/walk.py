@@ -62,6 +62,41 @@ def _placement(checkpoint: Path | None, backend: str, out: Path | None, repeats:
     stdout.print(f"most fragile layer: {report.most_fragile}   results: {folder / 'placement.json'}")
 
 
+def _snr(checkpoint: Path | None, backend: str, out: Path | None, repeats: int, seed: int, budget_s: float | None,
+         attenuations: str | None, profile: Path | None, data_dir: str | None, as_json: bool,
+         others: dict[str, bool]) -> None:
+    """``hil walk --snr``: one layer at a time on the hardware at rising input attenuation; μ per layer."""
+    from hil.studies.snr import DEFAULT_ATTENUATIONS, snr_walk_checkpoint
+    from hil.walking.grid import parse_sigmas
+
+    if checkpoint is None:
+        raise ConfigError("--snr walks a trained --checkpoint DIR on --backend device:… or twin:…")
+    given = [flag for flag, used in others.items() if used]
+    if given:
+        raise ConfigError(f"--snr raises the hardware's own noise by attenuating inputs (--attenuations); "
+                          f"drop {', '.join(given)}")
+    grid = parse_sigmas(attenuations) if attenuations else DEFAULT_ATTENUATIONS
+    folder = out or Path(f"{checkpoint}-snr")
+    with ProgressBar(stderr) as bar:
+        report = snr_walk_checkpoint(checkpoint, backend, folder, profile=profile, attenuations=grid, draws=repeats,
+                                     seed=seed, budget_s=budget_s, data_dir=data_dir, progress=bar.points)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    table = Table(title=f"SNR walk on {report.backend}: clean digital accuracy {report.clean:.2%}; "
+                        f"σ in network units at the layer's output")
+    for column in ("layer on the hardware", "σ at k=1", "μ", "95 % interval", "k at μ", "note"):
+        table.add_column(column)
+    for row in report.layers:
+        fit = row.fit
+        ok = fit.status == "ok"
+        table.add_row(row.layer, f"{row.sigma.total:.4g}", f"{fit.mu:.4g}" if ok else "–",
+                      f"[{fit.mu_low:.4g}, {fit.mu_high:.4g}]" if ok else "–",
+                      f"{row.mu_attenuation:.3g}" if ok else "–", "" if ok else fit.message)
+    stdout.print(table)
+    stdout.print(f"results: {folder / 'snr.json'}")
+
+
 def print_weight_table(checkpoint: Path, console: Console) -> None:
     """Mean |w| per Linear/Conv layer of the walked checkpoint (large weights ⇒ robust sites)."""
     from hil.checkpoint import load_checkpoint
@@ -118,7 +153,15 @@ def walk(
         "--placement", help="One layer at a time on --backend (device:…, twin:…) at its native noise, the rest "
                             "digital: each layer's accuracy drop, --repeats draws.")] = False,
     budget_s: Annotated[float | None, typer.Option(
-        "--budget-s", min=0.001, help="--placement: device seconds allowed (timed on the first point).")] = None,
+        "--budget-s", min=0.001,
+        help="--placement/--snr: device seconds allowed (timed on the first point).")] = None,
+    snr: Annotated[bool, typer.Option(
+        "--snr", help="SNR walk: one layer at a time on --backend (device:…, twin:…) with its input range "
+                      "attenuated by k (--attenuations), μ per layer in network units.")] = False,
+    attenuations: Annotated[str | None, typer.Option(
+        "--attenuations", help="--snr: the k grid (≥ 1), e.g. 1,2,4,8 or log:1:32:11.")] = None,
+    profile: Annotated[Path | None, typer.Option(
+        "--profile", help="--snr: calibration profile for σ units (default: the backend's own).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print mu.json content on stdout.")] = False,
 ) -> None:
     """Walking Noise: accuracy vs σ per site, midpoint μ with 95 % intervals (resumable)."""
@@ -127,13 +170,23 @@ def walk(
     from hil.walking.grid import default_sigmas, parse_sigmas
     from hil.walking.sweep import SweepSpec
 
+    if placement and snr:
+        raise ConfigError("choose one of --placement and --snr")
+    if snr:
+        _snr(checkpoint, backend, out, repeats, seed, budget_s, attenuations, profile, data_dir, as_json,
+             others={"--train-per-point": train_per_point, "--global": global_sweep, "--adaptive": adaptive,
+                     "--heatmap": heatmap, "--sigmas": sigmas is not None, "--fold-bn": fold_bn})
+        return
+    if attenuations is not None or profile is not None:
+        raise ConfigError("--attenuations and --profile go with --snr")
     if placement:
         _placement(checkpoint, backend, out, repeats, seed, budget_s, data_dir, as_json,
                    others={"--train-per-point": train_per_point, "--global": global_sweep, "--adaptive": adaptive,
                            "--heatmap": heatmap, "--sigmas": sigmas is not None, "--fold-bn": fold_bn})
         return
     if budget_s is not None:
-        raise ConfigError("--budget-s goes with --placement (device walks); a σ walk runs on the backend you give")
+        raise ConfigError("--budget-s goes with --placement or --snr (device walks); a σ walk runs on the backend "
+                          "you give")
     if (checkpoint is None) == (not train_per_point):
         raise ConfigError("give either --checkpoint DIR (inference-only) or --train-per-point --model M")
     if adaptive and train_per_point:

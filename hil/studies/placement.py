@@ -121,6 +121,7 @@ class PlacementStudy:
         self.seed, self.batch_size = seed, batch_size
         self.matmul = tuple((site.name, site.index) for site in noisy.sites if site.is_matmul)
         self.layers = tuple(name for name, _ in self.matmul)
+        self.points_per_draw = len(self.layers) + 1
 
     def points(self, draws: int) -> list[PlacementPoint]:
         """Every layer, then ``all``, ``draws`` times each."""
@@ -210,15 +211,17 @@ def place_checkpoint(checkpoint: str | os.PathLike[str], backend: str | Any, out
         with open_store(out) as store:
             experiment = store.register_experiment(config, name=f"placement {Path(checkpoint).name}")
             callback: ProgressCallback | None = progress(len(points)) if progress else None
-            _run_within_budget(study, store, experiment, points, budget_s, callback)
+            run_within_budget(study, store, experiment, points, budget_s, callback)
             report = summarise(store.results(experiment), study.layers, clean, label)
     target = Path(out) / "placement.json"
     target.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return report
 
 
-def _run_within_budget(study: PlacementStudy, store: ResultStore, experiment: str, points: list[PlacementPoint],
-                       budget_s: float | None, progress: ProgressCallback | None) -> None:
+def run_within_budget(study: Any, store: ResultStore, experiment: str, points: Sequence[Any],
+                      budget_s: float | None, progress: ProgressCallback | None) -> None:
+    """Run ``points``; with a budget, time the first pending one and refuse (naming what fits) when the rest
+    would not fit. ``study.points_per_draw`` points make one draw (what ``--repeats`` counts)."""
     runner = StudyRun(study, store, experiment, None, progress)
     done = store.done(experiment)
     pending = [p for p in points if study.key(p) not in done]
@@ -230,9 +233,8 @@ def _run_within_budget(study: PlacementStudy, store: ResultStore, experiment: st
     per_point = time.perf_counter() - started
     needed = per_point * (len(pending) - 1)
     if needed > budget_s:
-        layers = len(study.layers) + 1
-        affordable = int((budget_s + per_point) / per_point) // layers
-        raise ConfigError(f"the placement walk needs ≈ {needed:.0f} s more of device time but --budget-s is "
+        affordable = int((budget_s + per_point) / per_point) // study.points_per_draw
+        raise ConfigError(f"the walk needs ≈ {needed:.0f} s more of device time but --budget-s is "
                           f"{budget_s:g}; raise --budget-s or lower --repeats to ≤ {max(affordable, 2)} "
                           f"(the point measured is kept: a rerun resumes)")
     runner.run(points)
