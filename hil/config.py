@@ -53,6 +53,7 @@ class TrainConfig:
             replaces ``noise``.
         quant: Quantisation-aware training with this bit width (2, 4, 8, 16), None = float.
         act_scaling: Activation scaling of a quantised model: ``dynamic`` or ``const:<s>``.
+        init: A checkpoint whose weights the run starts from (fine-tuning), None = fresh weights.
     """
 
     model: str = "lenet5"
@@ -70,6 +71,7 @@ class TrainConfig:
     calibration: str | None = None
     quant: int | None = None
     act_scaling: str = "dynamic"
+    init: str | None = None
 
     def __post_init__(self) -> None:
         from hil.backends.spec import parse_backend_spec
@@ -95,6 +97,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.noise, NoiseSpec):
             raise ConfigError(f"noise must be a NoiseSpec, got {self.noise!r}")
+        if self.init is not None and not isinstance(self.init, str):
+            raise ConfigError(f"init must be a checkpoint path (string), got {self.init!r}")
         if self.calibration is not None:
             if not isinstance(self.calibration, str):
                 raise ConfigError(f"calibration must be a path (string), got {self.calibration!r}")

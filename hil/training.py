@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hil.backends.base import PlacesLayers
 from hil.checkpoint import (
     METADATA,
     OPTIMIZER,
@@ -195,6 +196,8 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
             )
         history = [_epoch_record(r, resume_from) for r in previous.training.history]
         model = checkpoint.model
+    elif config.init is not None:
+        model = initial_model(config, data)
     else:
         torch.manual_seed(derive_seed(config.seed, "init"))
         model = create_model(config.model, bn=config.bn, input_shape=data.input_shape,
@@ -245,7 +248,7 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
                                 optimizer)
         clean = accuracy(noisy.model, data.test_x, data.test_y)
         noisy_result = None
-        if not noise.is_clean:
+        if not noise.is_clean or isinstance(backend, PlacesLayers):  # the hardware (device, twin) is noisy itself
             noisy_result = evaluate(noisy, data.test_x, data.test_y, repeats=NOISY_EVAL_REPEATS,
                                     seed=derive_seed(config.seed, "eval"))
         metrics: dict[str, float] = {"test_accuracy": clean}
@@ -257,6 +260,46 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
     finally:
         backend.close()
     return TrainResult(out, clean, noisy_result, tuple(history), noise)
+
+
+FINE_TUNE_SETTINGS = ("model", "bn", "dataset", "data_dir", "preprocess", "quant", "act_scaling")
+"""What a fine-tuning run (``--init``) takes from its starting checkpoint unless given."""
+
+
+def fine_tune_defaults(checkpoint: str | Path) -> dict[str, Any]:
+    """The `FINE_TUNE_SETTINGS` of the run that wrote ``checkpoint`` (never its backend: a file chooses no device).
+
+    Raises:
+        CheckpointError: The checkpoint's metadata cannot be read.
+    """
+    from hil.checkpoint import read_run_metadata
+
+    stored = read_run_metadata(Path(checkpoint)).training.config
+    return {key: stored[key] for key in FINE_TUNE_SETTINGS if key in stored}
+
+
+def initial_model(config: TrainConfig, data: Any) -> nn.Module:
+    """The network of ``config.init``, checked to be ``config``'s model for ``data``.
+
+    Raises:
+        CheckpointError: Unreadable checkpoint.
+        ConfigError: It holds another model, quantisation or input/output shape.
+    """
+    assert config.init is not None
+    loaded = load_checkpoint(config.init)
+    info, dataset = loaded.run.model, loaded.run.dataset
+    bits = None if info.quant is None else info.quant.get("bits")
+    found = {"model": info.name, "bn": bool(info.kwargs.get("bn", False)), "quant": bits}
+    wanted = {"model": config.model, "bn": config.bn, "quant": config.quant}
+    differ = [f"{key} {found[key]!r} (asked {wanted[key]!r})" for key in found if found[key] != wanted[key]]
+    if dataset.input_shape is not None and tuple(dataset.input_shape) != tuple(data.input_shape):
+        differ.append(f"inputs {tuple(dataset.input_shape)} (data has {tuple(data.input_shape)})")
+    if dataset.num_classes is not None and dataset.num_classes != data.num_classes:
+        differ.append(f"{dataset.num_classes} classes (data has {data.num_classes})")
+    if differ:
+        raise ConfigError(f"--init {config.init} holds {', '.join(differ)}; fine-tune it with its own settings "
+                          f"(drop --model/--bn/--quant/--dataset to take them from the checkpoint)")
+    return loaded.model
 
 
 def calibrated_noise(path: str, model: Any, inputs: torch.Tensor) -> tuple[NoiseSpec, dict[str, Any]]:

@@ -16,8 +16,8 @@ from hil.errors import ConfigError
 from hil.noise import NoiseSpec, SiteOverride
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-TRAIN_KEYS = ("act_scaling, backend, batch_size, bn, calibration, clamp_weights, data_dir, dataset, epochs, lr, model, "
-              "noise, preprocess, quant, seed")
+TRAIN_KEYS = ("act_scaling, backend, batch_size, bn, calibration, clamp_weights, data_dir, dataset, epochs, init, lr, "
+              "model, noise, preprocess, quant, seed")
 NOISE_KEYS = "gradient, order, overrides, repeats, seed, sigma_add, sigma_mul, sites"
 NO_FLAGS = {"model": None, "bn": None, "dataset": None, "data_dir": None, "epochs": None, "batch_size": None,
             "lr": None, "seed": None, "clamp_weights": None, "backend": None,

@@ -50,6 +50,9 @@ def train(
     act_scaling: Annotated[str | None, typer.Option(
         "--act-scaling", help="Quantised activations: dynamic (default) or const:<s> (step size s).")] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue from this checkpoint.")] = None,
+    init: Annotated[Path | None, typer.Option(
+        "--init", help="Start from this checkpoint's weights (fine-tuning, e.g. on --backend device:…); model "
+                       "and data settings default to its own.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a checkpoint at --out.")] = False,
     epoch_checkpoints: Annotated[bool, typer.Option(
         "--epoch-checkpoints/--no-epoch-checkpoints", help="Write out/epochs/epoch-NNNN each epoch.")] = True,
@@ -65,6 +68,8 @@ def train(
              "backend": backend, "calibration": None if calibration is None else str(calibration),
              "quant": quant, "act_scaling": act_scaling}
     noise_settings = noise_flags(sigma_add, sigma_mul, order, sites, gradient, executions)
+    if resume is not None and init is not None:
+        raise ConfigError("--resume continues a run, --init starts a new one from a checkpoint's weights; give one")
     if resume is not None:
         from hil.training import resumed_config, run_directory
 
@@ -78,7 +83,12 @@ def train(
     else:
         if out is None:
             raise ConfigError("--out is required: the directory where the checkpoint goes")
-        run = merge_config(read_toml(config) if config else {}, {**flags, "noise": noise_settings})
+        base = read_toml(config) if config else {}
+        if init is not None:
+            from hil.training import fine_tune_defaults
+
+            base = {**fine_tune_defaults(init), **base, "init": str(init)}
+        run = merge_config(base, {**flags, "noise": noise_settings})
     from hil.training import train as train_run
 
     with TrainProgress(stderr) as progress:
@@ -93,6 +103,7 @@ def train(
         return
     stdout.print(f"clean test accuracy: {result.clean_accuracy:.2%}")
     if result.noisy is not None:
+        where = describe_noise(used) if not used.is_clean else f"on {run.backend}"
         stdout.print(f"noisy test accuracy: {result.noisy.mean:.2%} ± {result.noisy.std:.2%} "
-                     f"({describe_noise(used)}, {result.noisy.repeats} draws)")
+                     f"({where}, {result.noisy.repeats} draws)")
     stdout.print(f"checkpoint: {result.path}")

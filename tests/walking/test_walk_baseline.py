@@ -4,7 +4,7 @@
 the MLP trained 3 epochs on digits (seed 0, the dataset's standardised preprocessing): fixed-grid
 per-site walks on the stacked path, a naive (no prefix cache) mixed walk, a global walk, a
 multiplicative walk, a σa × σm grid and an adaptive walk. Every point's accuracy, loss and seed
-must come back unchanged. The training below names the standard preprocessing explicitly (the default
+must come back unchanged (the loss up to float summation order). The training below names the standard preprocessing explicitly (the default
 became the paper's [0, 1] pixels), or these numbers would change for a reason that has nothing to do
 with the engine.
 """
@@ -47,5 +47,10 @@ def test_sim_walk_matches_the_numbers_recorded_before_the_engine(checkpoint: Pat
     report = walk_checkpoint(checkpoint, _spec(recorded["spec"]), tmp_path / case, adaptive=plan)
     with ResultStore(tmp_path / case / "results.sqlite") as store:
         rows = store.results(report.experiment)
-    got = [[r.key.site, r.key.sigma_add, r.key.sigma_mul, r.key.repeat, r.accuracy, r.loss, r.seed] for r in rows]
-    assert sorted(got, key=repr) == sorted(recorded["points"], key=repr)
+    got = sorted(([r.key.site, r.key.sigma_add, r.key.sigma_mul, r.key.repeat, r.accuracy, r.loss, r.seed]
+                  for r in rows), key=repr)
+    expected = sorted(recorded["points"], key=repr)
+    # Points, accuracies and seeds bit for bit; the mean loss (a float32 sum) up to summation order, which
+    # BLAS threading changes (OMP_NUM_THREADS=1 moved the 8th digit of one adaptive point's loss).
+    assert [row[:5] + row[6:] for row in got] == [row[:5] + row[6:] for row in expected]
+    assert [row[5] for row in got] == pytest.approx([row[5] for row in expected], rel=1e-6)
