@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from hil.backends.device.framing import Frame, FrameError, FrameReader, FrameType, decode_frame
+from hil.backends.device.framing import Frame, FrameError, FrameReader, FrameType, decode_frame, encoded_limit
 from hil.backends.device.protocol import (
     ERROR_HEAD,
     LOAD_HEAD,
@@ -103,6 +103,7 @@ class AmvmDriver:
             self._hello()
             self.identity = self.request(Op.IDENT).decode(errors="replace")
             self._caps = Capabilities.unpack(self.request(Op.CAPS))
+            self._reader.limit = encoded_limit(self._caps.max_frame)  # replies are bounded by the device's own
         except BaseException:
             transport.close()
             raise

@@ -92,28 +92,63 @@ def decode_frame(encoded: bytes) -> Frame:
     return Frame(frame_type, seq, op, body, status, flags, version)
 
 
-class FrameReader:
-    """Splits a byte stream into frames at 0x00 delimiters."""
+def encoded_limit(max_frame: int) -> int:
+    """Most bytes a COBS-encoded frame with a body of ≤ ``max_frame`` bytes takes on the wire (no delimiter)."""
+    packet = HEADER.size + max_frame + CRC.size
+    return packet + packet // 254 + 2
 
-    def __init__(self) -> None:
+
+DEFAULT_ENCODED_LIMIT = encoded_limit(1 << 20)
+"""Before a peer's limits are known (HELLO, IDENT, CAPS): frames of up to 1 MiB."""
+
+
+class FrameReader:
+    """Splits a byte stream into frames at 0x00 delimiters, holding at most ``limit`` bytes of one frame.
+
+    A frame that grows past ``limit`` before its delimiter is dropped as it arrives (its bytes are
+    never held) up to the next delimiter; `oversized` counts such frames, and each one shows up in
+    ``feed``'s result as `OVERSIZED` so the receiver can answer it.
+
+    Args:
+        limit: Largest encoded frame kept (see `encoded_limit`).
+    """
+
+    def __init__(self, limit: int = DEFAULT_ENCODED_LIMIT) -> None:
+        self.limit = limit
+        self.oversized = 0
         self._buffer = bytearray()
         self._scanned = 0  # bytes of the buffer known to hold no delimiter
+        self._dropping = False  # inside an oversized frame: discard up to its delimiter
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return the complete encoded frames (delimiters stripped)."""
+        frames: list[bytes] = []
+        if self._dropping:
+            end = data.find(0)
+            if end < 0:
+                return frames
+            self._dropping = False
+            data = data[end + 1:]
         self._buffer += data
-        frames = []
         start = 0
         while True:
             end = self._buffer.find(0, max(start, self._scanned))
             if end < 0:
                 break
-            if end > start:
+            if end - start > self.limit:
+                self.oversized += 1
+                frames.append(OVERSIZED)
+            elif end > start:
                 frames.append(bytes(self._buffer[start:end]))
             start = end + 1
             self._scanned = start
         del self._buffer[:start]
         self._scanned = len(self._buffer)
+        if len(self._buffer) > self.limit:  # no delimiter in sight: stop holding it
+            self.oversized += 1
+            frames.append(OVERSIZED)
+            self.clear()
+            self._dropping = True
         return frames
 
     def clear(self) -> None:
@@ -125,3 +160,7 @@ class FrameReader:
     def pending(self) -> int:
         """Bytes of an incomplete frame held."""
         return len(self._buffer)
+
+
+OVERSIZED = b""
+"""What `FrameReader.feed` returns in place of a frame larger than its limit (never a real frame: empty)."""

@@ -27,6 +27,11 @@ def emulate(
     faults: Annotated[str | None, typer.Option("--faults", help="e.g. drop=0.01,flip=0.01,delay=0.01.")] = None,
     framing: Annotated[str, typer.Option("--framing", help="binary (AMVM/1 frames, serial/TCP) or scpi "
                                                            "(text + IEEE blocks, for VISA).")] = "binary",
+    allow_remote: Annotated[bool, typer.Option(
+        "--allow-remote", help="Serve --tcp on a non-loopback address (no authentication: anyone who can reach "
+                               "it can use it).")] = False,
+    idle_s: Annotated[float, typer.Option(
+        "--idle-s", min=0.1, help="Drop a TCP client silent this long, so the next is served.")] = 60.0,
 ) -> None:
     """Run an AMVM/1 device emulator in the foreground; prints where it listens, then serves until killed."""
     from hil.backends.device.emulator import (
@@ -40,6 +45,8 @@ def emulate(
 
     if (port is None) == (tcp is None):
         raise ConfigError("give exactly one of --port pty or --tcp HOST:PORT")
+    if allow_remote and tcp is None:
+        raise ConfigError("--allow-remote goes with --tcp HOST:PORT (a pty is local anyway)")
     if framing not in ("binary", "scpi"):
         raise ConfigError(f"--framing must be binary or scpi, got {framing!r}")
     if framing == "scpi" and faults:
@@ -58,7 +65,8 @@ def emulate(
     if port is not None:
         serve_pty(emulator, fault_plan, announce, framing)
     else:
-        serve_tcp(emulator, fault_plan, str(tcp), announce, framing)
+        serve_tcp(emulator, fault_plan, str(tcp), announce, framing, allow_remote=allow_remote, idle_s=idle_s,
+                  warn=lambda text: print(text, file=sys.stderr, flush=True))
 
 
 @device_app.command("info")

@@ -4,9 +4,9 @@
 the MLP trained 3 epochs on digits (seed 0, the dataset's standardised preprocessing): fixed-grid
 per-site walks on the stacked path, a naive (no prefix cache) mixed walk, a global walk, a
 multiplicative walk, a σa × σm grid and an adaptive walk. Every point's accuracy, loss and seed
-must come back unchanged (the loss up to float summation order). The training below names the standard preprocessing explicitly (the default
-became the paper's [0, 1] pixels), or these numbers would change for a reason that has nothing to do
-with the engine.
+must come back unchanged (the loss up to float summation order). The training below names the
+standard preprocessing explicitly (the default became the paper's [0, 1] pixels), or these numbers
+would change for a reason that has nothing to do with the engine.
 """
 
 from __future__ import annotations

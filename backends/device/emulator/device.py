@@ -14,7 +14,7 @@ from collections import OrderedDict
 import numpy as np
 
 from hil.backends.device.emulator.model import AnalogArray, EmulatorConfig
-from hil.backends.device.framing import Frame, FrameError, FrameType, decode_frame
+from hil.backends.device.framing import OVERSIZED, Frame, FrameError, FrameType, decode_frame
 from hil.backends.device.protocol import (
     ERROR_HEAD,
     LOAD_HEAD,
@@ -85,6 +85,9 @@ class DeviceEmulator:
         request (same sequence number, operation and body) is answered from the reply cache
         without running again; HELLO starts a new session and empties the cache.
         """
+        if encoded == OVERSIZED:
+            self._error(ErrorCode.TOO_LARGE, f"frame exceeds max_frame ({self.caps.max_frame} bytes); dropped")
+            return None
         try:
             frame = decode_frame(encoded)
         except FrameError as error:

@@ -6,7 +6,7 @@ import time
 
 from hil.backends.device.emulator.device import DeviceEmulator
 from hil.backends.device.emulator.faults import FaultInjector, Faults
-from hil.backends.device.framing import FrameReader
+from hil.backends.device.framing import FrameReader, encoded_limit
 from hil.errors import DeviceError
 
 
@@ -21,7 +21,7 @@ class LoopbackTransport:
         self.description = "loopback"
         self.emulator = emulator
         self.injector = FaultInjector(faults or Faults())
-        self._reader = FrameReader()
+        self._reader = FrameReader(encoded_limit(emulator.caps.max_frame))
         self._inbox = b""
         self._late: list[bytes] = []
         self.closed = False

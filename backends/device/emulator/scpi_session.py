@@ -22,25 +22,59 @@ from hil.backends.device.protocol import (
     pack_codes,
 )
 
+ERROR_QUEUE = 32
+"""Errors kept for SYST:ERR? (as the binary framing's queue); later ones are counted, not kept."""
+
 
 class ScpiSession:
-    """The device side of the SCPI framing for one byte stream."""
+    """The device side of the SCPI framing for one byte stream.
+
+    Every malformed command queues an SCPI error (−1xx/−2xx) and the session goes on; nothing in
+    the stream can make it hold more than ``max_frame`` bytes of one command: a longer line or a
+    block declared longer is queued as −223 "too much data" and its bytes are dropped as they come.
+    """
 
     def __init__(self, emulator: Any) -> None:
         self.emulator = emulator
+        self.limit = int(emulator.caps.max_frame)
         self._buffer = bytearray()
+        self._skip = 0  # bytes of an oversized block still to drop
+        self._skip_line = False  # dropping an oversized line up to its newline
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return the replies to every complete command."""
+        data = self._dropped(data)
         self._buffer += data
         replies: list[bytes] = []
         while True:
             command = self._next_command()
             if command is None:
-                return replies
+                break
             reply = self._answer(*command)
             if reply is not None:
                 replies.append(reply + b"\n")
+        if len(self._buffer) > self.limit:  # a line with no end in sight
+            self._too_much(f"a command of more than {self.limit} bytes")
+            self._buffer.clear()
+            self._skip_line = True
+        return replies
+
+    def _dropped(self, data: bytes) -> bytes:
+        """``data`` without the bytes of an oversized block or line being dropped."""
+        if self._skip:
+            taken = min(self._skip, len(data))
+            self._skip -= taken
+            data = data[taken:]
+        if self._skip_line and data:
+            newline = data.find(b"\n")
+            if newline < 0:
+                return b""
+            self._skip_line = False
+            data = data[newline + 1:]
+        return data
+
+    def _too_much(self, what: str) -> None:
+        self._queue(-223, f"too much data: {what} (max_frame {self.limit})")
 
     def _next_command(self) -> tuple[str, bytes | None] | None:
         newline = self._buffer.find(b"\n")
@@ -48,11 +82,19 @@ class ScpiSession:
         if hash_at >= 0 and (newline < 0 or hash_at < newline) and len(self._buffer) > hash_at + 1:
             digits = self._buffer[hash_at + 1] - 48
             if not 1 <= digits <= 9:
-                return self._discard_line(newline)
+                return self._discard_line(newline, "block header needs a digit count 1-9 after '#'")
             if len(self._buffer) < hash_at + 2 + digits:
                 return None
-            length = int(self._buffer[hash_at + 2:hash_at + 2 + digits])
+            count = bytes(self._buffer[hash_at + 2:hash_at + 2 + digits])
+            if not count.isdigit():
+                return self._discard_line(newline, f"block length {count!r} is not {digits} decimal digits")
+            length = int(count)
             end = hash_at + 2 + digits + length
+            if length > self.limit:
+                self._too_much(f"a block of {length} bytes")
+                self._skip = max(0, end + 1 - len(self._buffer))
+                del self._buffer[:end + 1]
+                return "", None
             if len(self._buffer) < end + 1:
                 return None
             text = self._buffer[:hash_at].decode(errors="replace")
@@ -65,9 +107,13 @@ class ScpiSession:
         del self._buffer[:newline + 1]
         return text.strip(), None
 
-    def _discard_line(self, newline: int) -> tuple[str, bytes | None] | None:
+    def _discard_line(self, newline: int, error: str) -> tuple[str, bytes | None]:
+        """Drop a command whose block header is malformed (−104 data type error), up to its newline."""
+        self._queue(-104, error)
         if newline < 0:
-            return None
+            self._buffer.clear()
+            self._skip_line = True
+            return "", None
         del self._buffer[:newline + 1]
         return "", None
 
@@ -117,8 +163,14 @@ class ScpiSession:
                     return None
                 reply = RunReply.unpack(body)
                 return (f"{int(reply.saturated[0])}," + ",".join(map(str, reply.codes.ravel().tolist()))).encode()
-        except (ValueError, IndexError, struct.error) as error:
-            self.emulator.errors.append((-220, f"parameter error in {header}: {error}"))
+        except (ValueError, IndexError, OverflowError, struct.error) as error:
+            self._queue(-220, f"parameter error in {header[:40]}: {str(error)[:200]}")
             return None
-        self.emulator.errors.append((-100, f"undefined header {header!r}"))
+        if header:  # an empty one is a blank line or a dropped command (its error is queued already)
+            self._queue(-100, f"undefined header {header[:40]!r}")
         return None
+
+    def _queue(self, code: int, message: str) -> None:
+        self.emulator.errors_total += 1
+        if len(self.emulator.errors) < ERROR_QUEUE:
+            self.emulator.errors.append((code, message))

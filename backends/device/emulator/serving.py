@@ -13,20 +13,22 @@ from typing import Any
 
 from hil.backends.device.emulator.device import DeviceEmulator
 from hil.backends.device.emulator.faults import FaultInjector, Faults
-from hil.backends.device.framing import FrameReader
+from hil.backends.device.framing import FrameReader, encoded_limit
 from hil.errors import ConfigError
 
 
 def serve_stream(emulator: DeviceEmulator, read_fd: int, write_fd: int, faults: Faults | None = None,
-                 stop: Any = None, framing: str = "binary") -> str:
-    """Serve requests on file descriptors until EOF, a disconnect fault or ``stop()``.
+                 stop: Any = None, framing: str = "binary", idle_s: float | None = None,
+                 between: Callable[[], None] | None = None) -> str:
+    """Serve requests on file descriptors until EOF, a disconnect fault, ``idle_s`` without a byte or ``stop()``.
 
     ``framing`` is ``binary`` (AMVM/1 frames; faults apply to replies) or ``scpi`` (text
-    commands with IEEE-488.2 blocks, `hil.backends.device.scpi`; no faults).
+    commands with IEEE-488.2 blocks, `hil.backends.device.scpi`; no faults). ``between`` is called
+    every pass of the loop (at least every 50 ms), e.g. to turn away other clients.
 
-    Returns why it stopped: ``"eof"``, ``"disconnect"`` or ``"stopped"``.
+    Returns why it stopped: ``"eof"``, ``"disconnect"``, ``"idle"`` or ``"stopped"``.
     """
-    reader = FrameReader()
+    reader = FrameReader(encoded_limit(emulator.caps.max_frame))
     injector = FaultInjector(faults or Faults())
     scpi = None
     if framing == "scpi":
@@ -34,10 +36,15 @@ def serve_stream(emulator: DeviceEmulator, read_fd: int, write_fd: int, faults: 
 
         scpi = ScpiSession(emulator)
     pending: list[tuple[float, bytes]] = []  # late replies: (send at, bytes)
+    heard = time.monotonic()
     while stop is None or not stop():
-        timeout = 0.05 if not pending else max(0.0, min(t for t, _ in pending) - time.monotonic())
+        if between is not None:
+            between()
+        timeout = 0.05 if not pending else max(0.0, min(min(t for t, _ in pending) - time.monotonic(), 0.05))
         ready, _, _ = select.select([read_fd], [], [], timeout)
         now = time.monotonic()
+        if idle_s is not None and not ready and not pending and now - heard > idle_s:
+            return "idle"
         for item in [p for p in pending if p[0] <= now]:
             pending.remove(item)
             _write_all(write_fd, item[1])
@@ -51,6 +58,7 @@ def serve_stream(emulator: DeviceEmulator, read_fd: int, write_fd: int, faults: 
             return "eof"
         if not data:
             return "eof"
+        heard = now
         if scpi is not None:
             for reply in scpi.feed(data):
                 _write_all(write_fd, reply)
@@ -115,23 +123,85 @@ def serve_pty(emulator: DeviceEmulator, faults: Faults, announce: Callable[[str]
         os.close(slave)
 
 
+IDLE_TIMEOUT_S = 60.0
+"""A TCP client that sends nothing for this long is dropped, so the next one is served."""
+
+BUSY_BINARY = 1012
+"""Error code of the busy reply to a second TCP client (binary framing)."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def busy_reply(framing: str) -> bytes:
+    """What a client gets when another one holds the emulator: one error, then the link closes."""
+    message = "device busy: another client is connected; try again when it disconnects"
+    if framing == "scpi":
+        return f'-310,"{message}"\n'.encode()
+    from hil.backends.device.framing import Frame, FrameType
+
+    return Frame(FrameType.ERROR, 0, 0, message.encode(), BUSY_BINARY).encode()
+
+
 def serve_tcp(emulator: DeviceEmulator, faults: Faults, address: str, announce: Callable[[str], None],
-              framing: str = "binary") -> None:
-    """Listen on ``HOST:PORT`` (port 0 = any free one), announce it, serve one client at a time."""
+              framing: str = "binary", *, allow_remote: bool = False, idle_s: float = IDLE_TIMEOUT_S,
+              warn: Callable[[str], None] | None = None) -> None:
+    """Listen on ``HOST:PORT`` (port 0 = any free one), announce it, serve one client at a time.
+
+    A client silent for ``idle_s`` is dropped; one that connects while another is served gets a
+    busy reply (`busy_reply`) and is closed. Only loopback addresses are served unless
+    ``allow_remote`` (the emulator has no authentication); then ``warn`` is told so.
+
+    Raises:
+        ConfigError: A bad address, a non-loopback one without ``allow_remote``, or a port in use.
+    """
     host, _, port = address.rpartition(":")
+    host = host.strip("[]")
     if not host or not port.isdigit():
         raise ConfigError(f"bad --tcp address {address!r}; use HOST:PORT, e.g. 127.0.0.1:5025")
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if not is_loopback(host):
+        if not allow_remote:
+            raise ConfigError(f"--tcp {address} would let other machines drive the emulator (it has no "
+                              f"authentication); serve on 127.0.0.1, or add --allow-remote to mean it")
+        if warn is not None:
+            warn(f"warning: serving on {address} without authentication: anyone who can reach it can use it")
+    server = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         server.bind((host, int(port)))
     except OSError as error:
+        server.close()
         raise ConfigError(f"cannot listen on {address}: {error.strerror or error}") from None
-    server.listen(1)
+    server.listen(4)
     server.settimeout(0.2)
     stop = _stop_on_signals()
     bound_host, bound_port = server.getsockname()[:2]
     announce(f"{bound_host}:{bound_port}")
+
+    def turn_away() -> None:
+        ready, _, _ = select.select([server], [], [], 0)
+        if not ready:
+            return
+        try:
+            other, _ = server.accept()
+        except OSError:
+            return
+        with other:
+            try:
+                other.settimeout(0.5)
+                other.sendall(busy_reply(framing))
+            except OSError:
+                pass
+
     try:
         while not stop():
             try:
@@ -141,7 +211,8 @@ def serve_tcp(emulator: DeviceEmulator, faults: Faults, address: str, announce: 
             with connection:
                 connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 connection.setblocking(False)
-                serve_stream(emulator, connection.fileno(), connection.fileno(), faults, stop, framing)
+                serve_stream(emulator, connection.fileno(), connection.fileno(), faults, stop, framing,
+                             idle_s=idle_s, between=turn_away)
     finally:
         server.close()
 
