@@ -231,42 +231,23 @@ def _profile_from(data: dict[str, Any], source: Path) -> CalibrationProfile:
 
 # -- a small TOML writer for the profile's shapes (tables, arrays of numbers/strings, arrays of tables) --
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise ConfigError(f"cannot write {type(value).__name__} to TOML")
+def _to_toml(data: dict[str, Any]) -> str:
+    """``data`` as TOML by tomli-w (keys quoted where they must be); None values are left out.
+
+    Raises:
+        ConfigError: A None inside a list (TOML has no null).
+    """
+    import tomli_w
+
+    return tomli_w.dumps(_without_none(data))
 
 
-def _to_toml(data: dict[str, Any], prefix: str = "") -> str:
-    lines = []
-    tables: list[tuple[str, Any]] = []
-    for key, value in data.items():
-        if value is None:  # TOML has no null: leave the key out
-            continue
-        if isinstance(value, dict):
-            tables.append((key, value))
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            tables.append((key, value))
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
-    out = "\n".join(lines) + ("\n" if lines else "")
-    for key, value in tables:
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out += f"\n[{name}]\n" + _to_toml(value, prefix=f"{name}.")
-        else:
-            for item in value:
-                out += f"\n[[{name}]]\n" + _to_toml(item, prefix=f"{name}.")
-    return out
+def _without_none(value: Any, where: str = "profile") -> Any:
+    if isinstance(value, dict):
+        return {str(k): _without_none(v, f"{where}.{k}") for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        if any(item is None for item in value):
+            raise ConfigError(f"{where} holds a missing value inside a list, which TOML cannot write; "
+                              f"write the profile as .json")
+        return [_without_none(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    return value

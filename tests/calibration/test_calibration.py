@@ -136,3 +136,19 @@ def test_profile_becomes_noise_in_network_units() -> None:
     first = model.fc1.weight.abs().amax(dim=1).median().item()
     # fc1 has 784 inputs → ⌈784/256⌉ = 4 tiles
     assert per_site["fc1"] > result.profile.sigma_add * first * math.sqrt(4) * 0.5
+
+
+def test_toml_profiles_round_trip_awkward_keys_exactly(tmp_path: Path) -> None:
+    """Issue 18, finding 7: keys were written unquoted (``3:conv2 = …`` is not TOML, ``a.b`` read back nested)."""
+    from dataclasses import replace
+
+    _, result = run(samples=2000, seed=1)
+    awkward = {"3:conv2": 1.5, "ADC bits": 8, "a.b": "dotted", "ünï": [1.0, 2.5], "nested": {"x y": True},
+               "empty": None}
+    profile = replace(result.profile, device={**result.profile.device, **awkward})
+    loaded = read_profile(write_profile(profile, tmp_path / "p.toml"))
+    expected = {key: value for key, value in profile.device.items() if value is not None}
+    assert loaded.device == expected and loaded.card == profile.card and loaded.estimates == profile.estimates
+    with pytest.raises(ConfigError, match="missing value inside a list.*write the profile as .json"):
+        write_profile(replace(profile, device={**profile.device, "temps": [1.0, None]}), tmp_path / "n.toml")
+    assert not (tmp_path / "n.toml").exists()
