@@ -267,7 +267,7 @@ def export(
     store_path = folder / STORE_NAME
     if not store_path.is_file():
         raise ConfigError(f"no results store at {store_path}; run hil walk --out {folder} first")
-    with ResultStore(store_path) as store:
+    with ResultStore(store_path, read_only=True) as store:
         for path, writer in ((csv_path, store.export_csv), (parquet_path, store.export_parquet)):
             if path is not None:
                 rows = writer(path)

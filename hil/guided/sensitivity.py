@@ -172,7 +172,7 @@ def load_sensitivity(folder: str | os.PathLike[str], noise: str = "add") -> Sens
     path = Path(folder) / STORE_NAME
     if not path.is_file():
         raise ConfigError(f"no Walking Noise results in {folder} (expected {path}); run hil walk --out {folder} first")
-    with ResultStore(path) as store:
+    with ResultStore(path, read_only=True) as store:
         experiments = [(str(e["id"]), store.config(str(e["id"]))) for e in store.experiments()]
         usable = [(i, c) for i, c in experiments if _noise_kind(c) == noise and _is_plain(c)]
         per_site = [(i, c) for i, c in usable if not _is_global(c)]

@@ -134,7 +134,7 @@ def load_report(out: str | os.PathLike[str], experiment: str | None = None) -> W
     path = Path(out) / STORE_NAME
     if not path.is_file():
         raise ConfigError(f"no Walking Noise results in {out} (expected {path}); run hil walk --out {out} first")
-    with ResultStore(path) as store:
+    with ResultStore(path, read_only=True) as store:
         experiments = store.experiments()
         if not experiments:
             raise ConfigError(f"{path} holds no experiments; run hil walk --out {out} first")

@@ -113,21 +113,27 @@ class ResultStore:
     Args:
         path: The database file.
         timeout: Seconds any read or write waits for another process's lock before `StoreError`.
+        read_only: Open an existing store for reading only: the file is never created, migrated or switched
+            to WAL, and writes fail (for ``hil report``, ``results export`` and readers of a received store).
 
     Raises:
         StoreError: The file is not an SQLite database, is SQLite but not a hil results store, has a newer
             schema version (upgrade hil), is locked for longer than ``timeout``, or cannot be opened.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0, read_only: bool = False) -> None:
         self._timeout = check_number(timeout, "timeout", low=0, note="of seconds")
         self._path = Path(path)
+        self._read_only = read_only
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        if read_only and not self._path.is_file():
+            raise StoreError(f"no results store at {self._path}; run the study with --out first")
         self._check_file()
         try:
+            target = f"{self._path.resolve().as_uri()}?mode=ro" if read_only else str(self._path)
             self._conn = sqlite3.connect(
-                self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+                target, timeout=self._timeout, isolation_level=None, check_same_thread=False, uri=read_only
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open results store {self._path}: {exc}") from None
@@ -164,6 +170,10 @@ class ResultStore:
         conn = self._connection()
         conn.execute("PRAGMA foreign_keys = ON")
         # Read-only checks first, so that a foreign or newer file is not modified.
+        if self._read_only:
+            if self._schema_version() is None:
+                raise StoreError(f"results store {self._path} is empty; run the study with --out first")
+            return
         if self._schema_version() is None:
             self._set_wal()
             self._create_schema()
