@@ -14,7 +14,15 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from hil.backends.device.framing import Frame, FrameError, FrameReader, FrameType, decode_frame, encoded_limit
+from hil.backends.device.framing import (
+    Frame,
+    FrameError,
+    FrameReader,
+    FrameType,
+    decode_frame,
+    encoded_limit,
+    warn_if_pure_python_cobs,
+)
 from hil.backends.device.protocol import (
     ERROR_HEAD,
     LOAD_HEAD,
@@ -92,6 +100,7 @@ class AmvmDriver:
     """
 
     def __init__(self, transport: Transport, *, timeout: float = 2.0, retries: int = 4) -> None:
+        warn_if_pure_python_cobs()
         self.transport = transport
         self.timeout = timeout
         self.retries = retries

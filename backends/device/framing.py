@@ -64,6 +64,26 @@ class Frame:
         return cobs.encode(packet + CRC.pack(crc32c.crc32c(packet))) + DELIMITER
 
 
+_warned_slow_codec = False
+
+
+def cobs_is_native() -> bool:
+    """True when ``cobs`` runs its C extension (pure Python is ~36× slower on large frames)."""
+    return bool(getattr(cobs, "_using_extension", False))
+
+
+def warn_if_pure_python_cobs() -> None:
+    """Warn once per process when ``cobs`` fell back to pure Python (a 640 KB frame: 56 ms instead of 1.5 ms)."""
+    global _warned_slow_codec
+    if _warned_slow_codec or cobs_is_native():
+        return
+    _warned_slow_codec = True
+    import warnings
+
+    warnings.warn("cobs runs its pure-Python fallback (no C extension was built): device links encode about 36× "
+                  "slower; see hil doctor for the fix", RuntimeWarning, stacklevel=3)
+
+
 def decode_frame(encoded: bytes) -> Frame:
     """Decode one frame (without its 0x00 delimiter).
 

@@ -64,7 +64,7 @@ def root(
     ctx.obj = {"debug": debug}
 
 
-from hil.cli import calibrate, demo, device, evaluate, harden, inspect, reproduce, train, walk  # noqa: E402 - torch-free
+from hil.cli import calibrate, demo, device, doctor, evaluate, harden, inspect, reproduce, train, walk  # noqa: E402 - torch-free
 
 app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
@@ -79,6 +79,7 @@ app.add_typer(calibrate.calibrate_app, name="calibrate")
 app.command("harden")(harden.harden)
 app.command("demo")(demo.demo)
 app.command("reproduce")(reproduce.reproduce)
+app.command("doctor")(doctor.doctor)
 
 
 def main() -> None:
