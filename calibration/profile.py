@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,8 +90,8 @@ class CalibrationProfile:
         """Per device column (gain, offset) arrays, for the device backend's correction."""
         import numpy as np
 
-        return (np.asarray(self.estimates["gain"]["values"], dtype=float),
-                np.asarray(self.estimates["offset"]["values"], dtype=float))
+        return (np.asarray(column_values(self.estimates, "gain"), dtype=float),
+                np.asarray(column_values(self.estimates, "offset"), dtype=float))
 
     def noise_card(self) -> Any:
         """The `NoiseCard` of this device: the stored one, or (version 1) one from the pooled estimates.
@@ -201,6 +202,20 @@ def read_profile(path: str | os.PathLike[str]) -> CalibrationProfile:
     return _profile_from(data, source)
 
 
+def column_values(estimates: Mapping[str, Any], key: str) -> list[float]:
+    """``estimates[key]["values"]``: one finite number per device column (gains also > 0).
+
+    Raises:
+        ConfigError: Missing, not a list, or a value that is not such a number.
+    """
+    entry = estimates.get(key)
+    values = entry.get("values") if isinstance(entry, dict) else None
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"estimates.{key}.values must be a list with one number per device column; "
+                          f"calibrate again")
+    return [check_number(v, f"estimates.{key}.values[{i}]", positive=key == "gain") for i, v in enumerate(values)]
+
+
 def _profile_from(data: dict[str, Any], source: Path) -> CalibrationProfile:
     """Check an untrusted profile's fields (each error names the file and says to calibrate again)."""
     try:
@@ -210,6 +225,9 @@ def _profile_from(data: dict[str, Any], source: Path) -> CalibrationProfile:
         for key in ("sigma_add", "sigma_mul"):
             entry = estimates.get(key)
             check_number(entry.get("value") if isinstance(entry, dict) else None, f"estimates.{key}.value", low=0)
+        for key in ("gain", "offset"):
+            if key in estimates:
+                column_values(estimates, key)
         seconds = check_number(data.get("seconds", 0.0), "seconds", low=0)
         order = cast("Order", check_choice(data.get("order", "mul-first"), "order", ORDERS))
         created = check_text(data.get("created", ""), "created")

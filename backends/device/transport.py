@@ -234,22 +234,40 @@ class RecordingTransport:
         self.inner.close()
 
 
+MAX_RECORDING = 1 << 30
+"""Largest recording file read back (bytes)."""
+
+
+def _replay_event(event: object, path: str | os.PathLike[str], line: int) -> tuple[str, bytes]:
+    """One recorded event ``{"d": "w"|"r", "x": HEX}``, or a one-line error naming the line."""
+    if isinstance(event, dict) and event.get("d") in ("w", "r") and isinstance(event.get("x"), str):
+        try:
+            return event["d"], bytes.fromhex(event["x"])
+        except ValueError:
+            pass
+    raise ConfigError(f"{path} is not a hil recording (line {line} is not a recorded read or write); record again")
+
+
 class ReplayTransport:
     """Serves a recorded exchange back; the driver must write exactly what was recorded."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.description = f"replay:{path}"
         try:
+            size = Path(path).stat().st_size
+            if size > MAX_RECORDING:
+                raise ConfigError(f"recording {path} is {size:,} bytes, more than a hil recording may be "
+                                  f"({MAX_RECORDING:,}); record a shorter session")
             lines = Path(path).read_text().splitlines()
             header = json.loads(lines[0])
             events = [json.loads(line) for line in lines[1:]]
         except FileNotFoundError:
             raise ConfigError(f"recording {path} does not exist; record one with --record FILE") from None
         except (OSError, ValueError, IndexError) as error:
-            raise ConfigError(f"{path} is not a hil recording ({error})") from None
+            raise ConfigError(f"{path} is not a hil recording ({str(error)[:200]})") from None
         if not isinstance(header, dict) or header.get("hilrec") != 1:
             raise ConfigError(f"{path} is not a hil recording (version 1)")
-        self._events = [(e["d"], bytes.fromhex(e["x"])) for e in events]
+        self._events = [_replay_event(event, path, number) for number, event in enumerate(events, start=2)]
         self._written = b""
 
     def write(self, data: bytes) -> None:

@@ -30,8 +30,21 @@ _ALLOWED = {
 }
 
 
+MAX_BATCH_BYTES = 256 << 20
+"""Largest CIFAR batch file read (the real ones are 31 MB)."""
+
+
+def _bytes_from_data(*args: Any) -> bytes:
+    """``bytes`` as numpy's pickles use it (from str/bytes), never ``bytes(N)``: a file must not size our memory."""
+    if any(not isinstance(a, str | bytes | bytearray) for a in args):
+        raise pickle.UnpicklingError("refusing bytes() of anything but text or bytes (a pickle asked for memory)")
+    return bytes(*args)
+
+
 class _ArraysOnly(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("builtins", "bytes"):
+            return _bytes_from_data
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays and plain data allowed")
@@ -45,13 +58,18 @@ def read_cifar_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarr
     """
     file = Path(path)
     try:
+        size = file.stat().st_size
+        if size > MAX_BATCH_BYTES:
+            raise DataError(f"{file}: {size:,} bytes is not a CIFAR-10 python batch (those are ~31 MB); "
+                            f"point --data-dir at cifar-10-batches-py")
         raw = file.read_bytes()
     except OSError as error:
         raise DataError(f"{file}: cannot read ({error.strerror or error})") from None
     try:
         batch = _ArraysOnly(io.BytesIO(raw), encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
-        raise DataError(f"{file}: not a CIFAR-10 python batch ({error})") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, MemoryError, OverflowError,
+            IndexError, KeyError, RecursionError) as error:
+        raise DataError(f"{file}: not a CIFAR-10 python batch ({str(error)[:200]})") from None
     if not isinstance(batch, dict):
         raise DataError(f"{file}: not a CIFAR-10 python batch (a {type(batch).__name__}, not a dict)")
     data = batch.get(b"data", batch.get("data"))

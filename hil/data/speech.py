@@ -5,7 +5,9 @@ Twelve classes: the ten words yes, no, up, down, left, right, on, off, stop, go,
 an average keyword class). The test split is ``testing_list.txt``; everything else trains.
 Features: 16 kHz audio padded/cut to 1 s, 40 ms Hann windows every 20 ms (49 frames), |FFT|² on
 1024 points, 40 mel filters from 20 Hz to 4 kHz, log, DCT-II, first 10 coefficients. numpy and
-scipy only (no torchaudio). Features are cached beside the data as ``hil-mfcc-v1.npz``.
+scipy only (no torchaudio). Features are cached beside the data as ``hil-mfcc-v2.npz``, keyed by
+a fingerprint of the seed, the test list and every clip's name, size and modification time (a cache
+made from other files, or unreadable, is rebuilt; pickled content is never loaded).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ CLASSES = (*WORDS, "silence", "unknown")
 SHAPE = (1, 10, 49)
 RATE = 16_000
 WINDOW, HOP, FFT, MELS, COEFFICIENTS = 640, 320, 1024, 40, 10
-CACHE = "hil-mfcc-v1.npz"
+CACHE = "hil-mfcc-v2.npz"
 
 
 @cache
@@ -118,6 +120,41 @@ def _features(root: Path, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return x[~test], y[~test], x[test], y[test]
 
 
+def _fingerprint(root: Path, seed: int) -> str:
+    """What the cached features were computed from: the seed, the test list and every clip's name, size and time."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{CACHE} seed={seed}\n".encode())
+    listed = root / "testing_list.txt"
+    if listed.is_file():
+        digest.update(listed.read_bytes())
+    for path in sorted(root.glob("*/*.wav")):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _cached(cache_file: Path, fingerprint: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """The cached (train_x, train_y, test_x, test_y) when the cache was made from these very files, else None.
+
+    A cache that is unreadable, holds objects (pickles are never loaded), lacks an array or was made from
+    other files is ignored and rebuilt.
+    """
+    if not cache_file.is_file():
+        return None
+    try:
+        with np.load(cache_file, allow_pickle=False) as cached:
+            if str(cached["fingerprint"]) != fingerprint:
+                return None
+            arrays = (np.asarray(cached["train_x"]), np.asarray(cached["train_y"]), np.asarray(cached["test_x"]),
+                      np.asarray(cached["test_y"]))
+    except (OSError, ValueError, KeyError, EOFError, MemoryError):
+        return None
+    if any(a.dtype == object for a in arrays):
+        return None
+    return arrays
+
+
 def load_gsc(*, data_dir: str | os.PathLike[str] | None = None, seed: int = 0,
              input_shape: tuple[int, ...] | None = None, num_classes: int | None = None,
              preprocess: str = DEFAULT_PREPROCESS) -> Dataset:
@@ -138,14 +175,14 @@ def load_gsc(*, data_dir: str | os.PathLike[str] | None = None, seed: int = 0,
     if not root.is_dir():
         raise DataError(f"dataset 'gsc': data folder {root} does not exist")
     cache_file = root / CACHE
-    if cache_file.is_file():
-        with np.load(cache_file) as cached:
-            if int(cached["seed"]) == seed:
-                return prepared("gsc", cached["train_x"], cached["train_y"], cached["test_x"], cached["test_y"],
-                                len(CLASSES), preprocess=preprocess, full_scale=None)
+    fingerprint = _fingerprint(root, seed)
+    cached = _cached(cache_file, fingerprint)
+    if cached is not None:
+        return prepared("gsc", *cached, len(CLASSES), preprocess=preprocess, full_scale=None)
     train_x, train_y, test_x, test_y = _features(root, seed)
     try:
-        np.savez(cache_file, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, seed=seed)
+        np.savez(cache_file, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+                 fingerprint=np.array(fingerprint))
     except OSError:
         pass  # a read-only data folder only loses the cache
     return prepared("gsc", train_x, train_y, test_x, test_y, len(CLASSES), preprocess=preprocess, full_scale=None)

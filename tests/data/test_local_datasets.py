@@ -86,7 +86,7 @@ def test_gsc_builds_mfcc_features_with_silence_and_unknown(tmp_path: Path) -> No
     assert data.train_x.shape[1:] == (1, 10, 49) and data.num_classes == 12
     labels = set(data.train_y.tolist()) | set(data.test_y.tolist())
     assert {CLASSES.index("yes"), CLASSES.index("silence"), CLASSES.index("unknown")} <= labels
-    assert (root / "hil-mfcc-v1.npz").is_file()
+    assert (root / "hil-mfcc-v2.npz").is_file()
     again = load_dataset("gsc", data_dir=root)  # from the cache, same tensors
     assert np.array_equal(again.train_x.numpy(), data.train_x.numpy())
     # The paper's only preprocessing is the MFCC itself: features come as computed, not rescaled.
@@ -109,3 +109,41 @@ def test_gsc_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="testing_list.txt"):
         load_dataset("gsc", data_dir=tmp_path / "empty")
+
+
+def test_cifar10_refuses_a_pickle_that_asks_for_memory(tmp_path: Path) -> None:
+    """Issue 18, finding 5: ``bytes(2**40)`` in a batch escaped as a MemoryError (or took a terabyte)."""
+    write_cifar(tmp_path)
+
+    class Greedy:
+        def __reduce__(self):  # noqa: ANN204
+            return (bytes, (2**40,))
+
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    for protocol in (2, 4):
+        batch.write_bytes(pickle.dumps({b"data": Greedy(), b"labels": [0]}, protocol=protocol))
+        with pytest.raises(DataError, match="refusing"):
+            load_dataset("cifar10", data_dir=tmp_path)
+    with batch.open("wb") as handle:  # a sparse file far larger than any batch: refused before it is read
+        handle.truncate(300 << 20)
+    with pytest.raises(DataError, match="is not a CIFAR-10 python batch"):
+        load_dataset("cifar10", data_dir=tmp_path)
+
+
+def test_gsc_cache_is_trusted_only_for_the_files_it_was_made_from(tmp_path: Path) -> None:
+    """Issue 18, finding 5: a pickled cache showed a raw ValueError; a cache alone was taken as the dataset."""
+    root = write_gsc(tmp_path / "speech")
+    data = load_dataset("gsc", data_dir=root)
+    cache = root / "hil-mfcc-v2.npz"
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "testing_list.txt").write_text("yes/clip0.wav\n")
+    (lone / "hil-mfcc-v2.npz").write_bytes(cache.read_bytes())  # a well-formed cache, but no clips beside it
+    with pytest.raises(DataError, match="no keyword folders"):
+        load_dataset("gsc", data_dir=lone)
+    np.savez(cache, train_x=np.array([object()], dtype=object), train_y=np.zeros(1), test_x=np.zeros(1),
+             test_y=np.zeros(1), fingerprint=np.array("x"))
+    again = load_dataset("gsc", data_dir=root)  # the pickled cache is ignored and rebuilt
+    assert np.array_equal(again.train_x.numpy(), data.train_x.numpy())
+    cache.write_bytes(b"not a zip at all")
+    assert np.array_equal(load_dataset("gsc", data_dir=root).test_x.numpy(), data.test_x.numpy())

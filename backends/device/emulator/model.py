@@ -28,6 +28,9 @@ from hil.errors import ConfigError
 from hil.noise import ORDERS
 from hil.validation import check_choice, check_int, check_keys, check_number, check_table
 
+MAX_CELLS = 1 << 28
+"""Most stored weight cells (rows × cols × slots) an emulator accepts: 512 MiB of int16."""
+
 
 @dataclass(frozen=True)
 class EmulatorConfig:
@@ -83,11 +86,14 @@ class EmulatorConfig:
         check_choice(self.order, "device order", ORDERS)
         limits = {"rows": (1, 65535), "cols": (1, 65535), "slots": (1, 255), "dac_bits": (2, 16),
                   "adc_bits": (2, 16), "max_batch": (1, 65535), "max_repeats": (1, 65535),
-                  "max_frame": (1024, 1 << 30)}
+                  "max_frame": (1024, 1 << 30), "seed": (0, 2**63 - 1)}
         for name, (low, high) in limits.items():
             check_int(getattr(self, name), f"device {name}", low=low, high=high)
         if not (math.isfinite(self.full_scale) and self.full_scale > 0):
             raise ConfigError(f"device full_scale must be > 0, got {self.full_scale!r}")
+        if self.rows * self.cols * self.slots > MAX_CELLS:
+            raise ConfigError(f"device rows × cols × slots = {self.rows * self.cols * self.slots:,} cells would need "
+                              f"more than {MAX_CELLS * 2 >> 20} MiB of tile memory; use fewer rows, cols or slots")
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str], **overrides: Any) -> EmulatorConfig:
