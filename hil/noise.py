@@ -191,6 +191,9 @@ class NoiseSpec:
                 raise ConfigError(f"sites must be 'all', 'matmul' or a list, got {values['sites']!r}")
             values["sites"] = tuple(values["sites"])
         if "overrides" in values:
+            if isinstance(values["overrides"], str | bytes | Mapping) or not isinstance(values["overrides"], Sequence):
+                raise ConfigError(f"overrides must be a list of tables ([[noise.overrides]] in TOML), "
+                                  f"got {values['overrides']!r}")
             values["overrides"] = tuple(_override_from(o) for o in values["overrides"])
         return cls(**values)
 

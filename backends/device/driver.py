@@ -33,6 +33,7 @@ from hil.backends.device.protocol import (
     Op,
     RunReply,
     pack_codes,
+    parse_reply,
 )
 from hil.backends.device.transport import DeviceError, Transport
 
@@ -111,7 +112,7 @@ class AmvmDriver:
         try:
             self._hello()
             self.identity = self.request(Op.IDENT).decode(errors="replace")
-            self._caps = Capabilities.unpack(self.request(Op.CAPS))
+            self._caps = parse_reply(transport.description, "CAPS", lambda: Capabilities.unpack(self.request(Op.CAPS)))
             self._reader.limit = encoded_limit(self._caps.max_frame)  # replies are bounded by the device's own
         except BaseException:
             transport.close()
@@ -226,7 +227,7 @@ class AmvmDriver:
         rows, cols = codes.shape
         data = pack_codes(codes)
         reply = self.request(Op.LOAD, LOAD_HEAD.pack(slot, rows, cols) + data)
-        (stored,) = struct.unpack("<I", reply[:4])
+        (stored,) = parse_reply(self.transport.description, "LOAD", lambda: struct.unpack("<I", reply[:4]))
         if stored != crc32c.crc32c(data):
             raise DeviceError(f"tile in slot {slot} was stored corrupted (CRC {stored:08x} ≠ "
                               f"{crc32c.crc32c(data):08x}); the link or the device memory is faulty")
@@ -238,11 +239,16 @@ class AmvmDriver:
     def run_many(self, slot: int, batches: list[np.ndarray], repeats: int, window: int = 2) -> list[RunReply]:
         """Several RUNs on one tile, pipelined (``window`` requests in flight)."""
         bodies = [RUN_HEAD.pack(slot, b.shape[0], repeats) + pack_codes(b) for b in batches]
-        return [RunReply.unpack(body) for body in self.request_many(Op.RUN, bodies, window)]
+        replies = self.request_many(Op.RUN, bodies, window)
+        return [parse_reply(self.transport.description, "RUN",
+                            lambda body=body, b=b: RunReply.unpack(body).check(len(b), repeats))
+                for body, b in zip(replies, batches, strict=True)]
 
     def status(self) -> DeviceStatus:
         """Temperature, uptime, error count, loaded slots."""
-        return DeviceStatus(*STATUS_BODY.unpack(self.request(Op.STATUS)[:STATUS_BODY.size]))
+        body = self.request(Op.STATUS)
+        return parse_reply(self.transport.description, "STATUS",
+                           lambda: DeviceStatus(*STATUS_BODY.unpack(body[:STATUS_BODY.size])))
 
     def reset(self) -> None:
         """Clear tiles and the error queue."""
@@ -251,7 +257,7 @@ class AmvmDriver:
     def pop_error(self) -> tuple[int, str]:
         """Oldest queued device error, ``(0, "No error")`` when empty."""
         body = self.request(Op.ERROR_POP)
-        (code,) = ERROR_HEAD.unpack_from(body)
+        (code,) = parse_reply(self.transport.description, "ERROR_POP", lambda: ERROR_HEAD.unpack_from(body))
         return code, body[ERROR_HEAD.size:].decode(errors="replace")
 
     def close(self) -> None:

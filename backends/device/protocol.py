@@ -5,9 +5,12 @@ Every body is little-endian. Arrays are int16 codes, row-major. See docs/protoco
 
 from __future__ import annotations
 
+import math
 import struct
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import IntEnum
+from typing import TypeVar
 
 import numpy as np
 
@@ -44,6 +47,8 @@ class ErrorCode(IntEnum):
     TOO_LARGE = 1011
 
 
+T = TypeVar("T")
+
 CAPS = struct.Struct("<HHBBBHHIf")
 LOAD_HEAD = struct.Struct("<BHH")
 RUN_HEAD = struct.Struct("<BHH")
@@ -77,6 +82,17 @@ class Capabilities:
     max_repeats: int
     max_frame: int
     full_scale: float
+
+    def __post_init__(self) -> None:
+        limits = {"rows": (1, 65535), "cols": (1, 65535), "slots": (1, 255), "dac_bits": (2, 16),
+                  "adc_bits": (2, 16), "max_batch": (1, 65535), "max_repeats": (1, 65535),
+                  "max_frame": (1024, 1 << 30)}
+        for name, (low, high) in limits.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"capability {name} = {value!r} is outside [{low}, {high}]")
+        if not (isinstance(self.full_scale, int | float) and math.isfinite(self.full_scale) and self.full_scale > 0):
+            raise ValueError(f"capability full_scale = {self.full_scale!r} is not a number > 0")
 
     @property
     def dac_max(self) -> int:
@@ -139,6 +155,13 @@ class RunReply:
         return head + np.packbits(self.saturated.astype(bool)).tobytes() + struct.pack("<H", cols) + \
             pack_codes(self.codes)
 
+    def check(self, batch: int, repeats: int, cols: int | None = None) -> RunReply:
+        """This reply when it answers a RUN of ``batch`` vectors × ``repeats`` (× ``cols``), else ValueError."""
+        expected = (repeats, batch) if cols is None else (repeats, batch, cols)
+        if self.codes.shape[:len(expected)] != expected or len(self.saturated) != batch:
+            raise ValueError(f"RUN reply holds codes of shape {self.codes.shape} for a request of {expected}")
+        return self
+
     @classmethod
     def unpack(cls, body: bytes) -> RunReply:
         """From a RUN reply body (raises ValueError when sizes disagree)."""
@@ -151,6 +174,18 @@ class RunReply:
         (cols,) = struct.unpack_from("<H", body, offset)
         codes = unpack_codes(body[offset + 2:], (repeats, batch, cols))
         return cls(codes, saturated, temperature, timestamp)
+
+
+def parse_reply(description: str, what: str, parse: Callable[[], T]) -> T:
+    """``parse()`` of a device's reply, or a `DeviceError` naming what was malformed: the one place host code
+    turns a peer's bad bytes (short bodies, wrong shapes, impossible capabilities, non-numbers) into an error."""
+    from hil.errors import DeviceError
+
+    try:
+        return parse()
+    except (ValueError, IndexError, struct.error, OverflowError, TypeError, UnicodeDecodeError) as error:
+        raise DeviceError(f"{description} sent a malformed {what} reply ({str(error)[:160]}); is it an AMVM/1 "
+                          f"device running a matching firmware?") from None
 
 
 def ieee_block(data: bytes) -> bytes:

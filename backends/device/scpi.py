@@ -35,6 +35,7 @@ from hil.backends.device.protocol import (
     RunReply,
     ieee_block,
     pack_codes,
+    parse_reply,
 )
 from hil.backends.device.transport import DeviceError
 from hil.errors import ConfigError
@@ -71,7 +72,8 @@ class ScpiDriver:
             if protocol != PROTOCOL:
                 raise DeviceError(f"{self.description} speaks {protocol!r}; this hil speaks {PROTOCOL}")
             values = self._query("AMVM:CAP?").split(",")
-            self._caps = Capabilities(*(int(v) for v in values[:8]), float(values[8]))
+            self._caps = parse_reply(self.description, "AMVM:CAP?",
+                                     lambda: Capabilities(*(int(v) for v in values[:8]), float(values[8])))
         except BaseException:
             self.close()
             raise
@@ -108,9 +110,10 @@ class ScpiDriver:
         data = pack_codes(codes)
         try:
             self._instrument.write_raw(f"AMVM:LOAD? {slot},{rows},{cols},".encode() + ieee_block(data) + b"\n")
-            stored = int(self._instrument.read().strip())
+            text = self._instrument.read().strip()
         except pyvisa.errors.VisaIOError:
             raise DeviceError(self._explain("AMVM:LOAD?")) from None
+        stored = parse_reply(self.description, "AMVM:LOAD?", lambda: int(text))
         if stored != crc32c.crc32c(data):
             raise DeviceError(f"tile in slot {slot} was stored corrupted (CRC mismatch)")
 
@@ -124,18 +127,23 @@ class ScpiDriver:
             body = self._instrument.read_binary_values(datatype="B", container=bytes, expect_termination=True)
         except pyvisa.errors.VisaIOError:
             raise DeviceError(self._explain("AMVM:RUN?")) from None
-        return RunReply.unpack(body)
+        return parse_reply(self.description, "AMVM:RUN?",
+                           lambda: RunReply.unpack(bytes(body)).check(inputs.shape[0], repeats))
 
     def run_ascii(self, slot: int, vector: np.ndarray, repeats: int) -> tuple[bool, np.ndarray]:
         """One vector in ASCII (the slow baseline of benchmarks/device_link.py)."""
         text = self._query(f"AMVM:RUNA? {slot},{repeats}," + ",".join(map(str, vector.tolist())))
-        values = [int(v) for v in text.split(",")]
-        return bool(values[0]), np.array(values[1:], dtype=np.int16).reshape(repeats, -1)
+        def parse() -> tuple[bool, np.ndarray]:
+            values = [int(v) for v in text.split(",")]
+            return bool(values[0]), np.array(values[1:], dtype=np.int16).reshape(repeats, -1)
+
+        return parse_reply(self.description, "AMVM:RUNA?", parse)
 
     def status(self) -> DeviceStatus:
         """Temperature, uptime, error count, loaded slots."""
         values = self._query("AMVM:STAT?").split(",")
-        return DeviceStatus(float(values[0]), float(values[1]), int(values[2]), int(values[3]))
+        return parse_reply(self.description, "AMVM:STAT?",
+                           lambda: DeviceStatus(float(values[0]), float(values[1]), int(values[2]), int(values[3])))
 
     def close(self) -> None:
         """Close the VISA session."""
