@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hil.backends.device.emulator import DeviceEmulator, EmulatorConfig
-from hil.backends.device.emulator.scpi_session import ERROR_QUEUE, ScpiSession
+from hil.backends.device.emulator.device import ERROR_QUEUE
+from hil.backends.device.emulator.scpi_session import ScpiSession
 from hil.backends.device.emulator.serving import EmulatorProcess
 from hil.backends.device.framing import (
     Frame,

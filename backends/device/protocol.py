@@ -49,6 +49,11 @@ class ErrorCode(IntEnum):
 
 T = TypeVar("T")
 
+CAPABILITY_LIMITS = {"rows": (1, 65535), "cols": (1, 65535), "slots": (1, 255), "dac_bits": (2, 16),
+                     "adc_bits": (2, 16), "max_batch": (1, 65535), "max_repeats": (1, 65535),
+                     "max_frame": (1024, 1 << 30)}
+"""Inclusive range of every integer capability (what the wire format and a sane device allow)."""
+
 CAPS = struct.Struct("<HHBBBHHIf")
 LOAD_HEAD = struct.Struct("<BHH")
 RUN_HEAD = struct.Struct("<BHH")
@@ -84,10 +89,7 @@ class Capabilities:
     full_scale: float
 
     def __post_init__(self) -> None:
-        limits = {"rows": (1, 65535), "cols": (1, 65535), "slots": (1, 255), "dac_bits": (2, 16),
-                  "adc_bits": (2, 16), "max_batch": (1, 65535), "max_repeats": (1, 65535),
-                  "max_frame": (1024, 1 << 30)}
-        for name, (low, high) in limits.items():
+        for name, (low, high) in CAPABILITY_LIMITS.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValueError(f"capability {name} = {value!r} is outside [{low}, {high}]")
@@ -155,10 +157,10 @@ class RunReply:
         return head + np.packbits(self.saturated.astype(bool)).tobytes() + struct.pack("<H", cols) + \
             pack_codes(self.codes)
 
-    def check(self, batch: int, repeats: int, cols: int | None = None) -> RunReply:
-        """This reply when it answers a RUN of ``batch`` vectors × ``repeats`` (× ``cols``), else ValueError."""
-        expected = (repeats, batch) if cols is None else (repeats, batch, cols)
-        if self.codes.shape[:len(expected)] != expected or len(self.saturated) != batch:
+    def check(self, batch: int, repeats: int) -> RunReply:
+        """This reply when it answers a RUN of ``batch`` vectors × ``repeats``, else ValueError."""
+        expected = (repeats, batch)
+        if self.codes.shape[:2] != expected or len(self.saturated) != batch:
             raise ValueError(f"RUN reply holds codes of shape {self.codes.shape} for a request of {expected}")
         return self
 

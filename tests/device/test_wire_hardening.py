@@ -16,7 +16,8 @@ import time
 import pytest
 
 from hil.backends.device.emulator import DeviceEmulator, EmulatorConfig
-from hil.backends.device.emulator.scpi_session import ERROR_QUEUE, ScpiSession
+from hil.backends.device.emulator.device import ERROR_QUEUE
+from hil.backends.device.emulator.scpi_session import ScpiSession
 from hil.backends.device.emulator.serving import EmulatorProcess, busy_reply
 from hil.backends.device.framing import OVERSIZED, Frame, FrameReader, FrameType, decode_frame, encoded_limit
 from hil.backends.device.protocol import ErrorCode, Op

@@ -32,6 +32,10 @@ REPLY_CACHE = 64
 """Replies kept by sequence number, so a retried request is answered without running twice."""
 
 
+ERROR_QUEUE = 32
+"""Errors kept for ERROR_POP / SYST:ERR?; later ones are counted in STATUS, not kept."""
+
+
 class DeviceEmulator:
     """The device side of AMVM/1: one request frame in, one reply frame out."""
 
@@ -70,10 +74,14 @@ class DeviceEmulator:
         """Hidden per-column offsets."""
         return self.array.offset
 
-    def _error(self, code: ErrorCode, message: str) -> tuple[int, bytes]:
-        if len(self.errors) < 32:
+    def queue_error(self, code: int, message: str) -> None:
+        """Count an error and keep it for ERROR_POP/SYST:ERR? while fewer than `ERROR_QUEUE` wait (any framing)."""
+        if len(self.errors) < ERROR_QUEUE:
             self.errors.append((int(code), message))
         self.errors_total += 1
+
+    def _error(self, code: ErrorCode, message: str) -> tuple[int, bytes]:
+        self.queue_error(code, message)
         return int(code), message.encode()
 
     # -- requests --------------------------------------------------------------------------

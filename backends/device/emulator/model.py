@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hil.backends.device.protocol import Capabilities
+from hil.backends.device.protocol import CAPABILITY_LIMITS, Capabilities
 from hil.errors import ConfigError
 from hil.noise import ORDERS
 from hil.validation import check_choice, check_int, check_keys, check_number, check_table
@@ -84,10 +84,7 @@ class EmulatorConfig:
                      "heating"):
             check_number(getattr(self, name), f"device {name}", low=0)
         check_choice(self.order, "device order", ORDERS)
-        limits = {"rows": (1, 65535), "cols": (1, 65535), "slots": (1, 255), "dac_bits": (2, 16),
-                  "adc_bits": (2, 16), "max_batch": (1, 65535), "max_repeats": (1, 65535),
-                  "max_frame": (1024, 1 << 30), "seed": (0, 2**63 - 1)}
-        for name, (low, high) in limits.items():
+        for name, (low, high) in {**CAPABILITY_LIMITS, "seed": (0, 2**63 - 1)}.items():
             check_int(getattr(self, name), f"device {name}", low=low, high=high)
         if not (math.isfinite(self.full_scale) and self.full_scale > 0):
             raise ConfigError(f"device full_scale must be > 0, got {self.full_scale!r}")

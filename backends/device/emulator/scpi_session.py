@@ -22,9 +22,6 @@ from hil.backends.device.protocol import (
     pack_codes,
 )
 
-ERROR_QUEUE = 32
-"""Errors kept for SYST:ERR? (as the binary framing's queue); later ones are counted, not kept."""
-
 
 class ScpiSession:
     """The device side of the SCPI framing for one byte stream.
@@ -171,6 +168,4 @@ class ScpiSession:
         return None
 
     def _queue(self, code: int, message: str) -> None:
-        self.emulator.errors_total += 1
-        if len(self.emulator.errors) < ERROR_QUEUE:
-            self.emulator.errors.append((code, message))
+        self.emulator.queue_error(code, message)
