@@ -78,6 +78,17 @@ def _seconds(text: str) -> float:
     return value
 
 
+def non_negative_number(text: str) -> float:
+    """An option converter: a finite number ≥ 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"must be a finite number ≥ 0, got {text!r}")
+    return value
+
+
 def non_empty_text(text: str) -> str:
     """An option converter: any text but the empty one."""
     if not text:

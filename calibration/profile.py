@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from hil.errors import ConfigError
 from hil.noise import ORDERS
-from hil.validation import check_choice, check_int, check_list, check_number, check_table, check_text
+from hil.validation import check_choice, check_int, check_list, check_number, check_size, check_table, check_text
 
 if TYPE_CHECKING:
     from hil.noise import Order
@@ -178,6 +178,7 @@ def read_profile(path: str | os.PathLike[str]) -> CalibrationProfile:
         ConfigError: Missing, unreadable, corrupt, newer or incomplete profile.
     """
     source = Path(path)
+    check_size(source, "calibration profile")
     try:
         text = source.read_text()
     except FileNotFoundError:

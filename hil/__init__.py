@@ -18,6 +18,7 @@ from hil.errors import (
     HilError,
     ModelError,
     SiteError,
+    StudyError,
     UnknownNameError,
 )
 from hil.noise import NoiseSpec, SiteNoise, SiteOverride
@@ -96,6 +97,6 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BackendUnavailableError", "CheckpointError", "ConfigError", "DataError", "HilError",
-    "ModelError", "NoiseSpec", "SiteError", "SiteNoise", "SiteOverride", "UnknownNameError",
+    "ModelError", "NoiseSpec", "SiteError", "SiteNoise", "SiteOverride", "StudyError", "UnknownNameError",
     "__version__", *_LAZY,
 ]

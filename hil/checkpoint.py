@@ -30,6 +30,7 @@ from torch import nn
 from hil._version import __version__
 from hil.errors import CheckpointError, HilError
 from hil.run_metadata import FORMAT, FORMAT_VERSION, RunMetadata, check_envelope
+from hil.validation import check_size
 
 METADATA = "metadata.json"
 WEIGHTS = "model.safetensors"
@@ -129,10 +130,12 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not meta_path.is_file():
         raise CheckpointError(f"no checkpoint at {directory}: {METADATA} is missing; "
                               f"point --checkpoint at a directory written by hil train")
+    check_size(meta_path, "checkpoint metadata", error=CheckpointError)
     try:
         metadata = json.loads(meta_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"cannot read {meta_path}: {error}") from None
+        raise CheckpointError(f"cannot read {meta_path}: {error}; the checkpoint is damaged: copy it again or "
+                              f"retrain it") from None
     check_envelope(metadata, str(meta_path))
     return metadata
 
@@ -141,7 +144,8 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(path)
     except (OSError, SafetensorError) as error:
-        raise CheckpointError(f"cannot read weights {path}: {error}") from None
+        raise CheckpointError(f"cannot read weights {path}: {error}; the checkpoint is incomplete or damaged: copy "
+                              f"it again or retrain it") from None
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 from hil.data import DEFAULT_PREPROCESS, check_preprocess
 from hil.errors import ConfigError
 from hil.noise import NoiseSpec
-from hil.validation import check_int, check_keys, check_number
+from hil.validation import check_int, check_keys, check_number, check_size
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,7 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         ConfigError: Missing file or invalid TOML (with the parser's position).
     """
     file = Path(path)
+    check_size(file, "config file")
     try:
         with file.open("rb") as handle:
             return tomllib.load(handle)

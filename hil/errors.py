@@ -51,3 +51,7 @@ class FrameError(HilError):
 
 class StoreError(HilError):
     """A results store cannot be opened, read or written (wrong file, newer schema, locked, unknown experiment)."""
+
+
+class StudyError(HilError):
+    """Some points of a study failed on every try; they are recorded as failed and a rerun retries them."""

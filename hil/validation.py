@@ -17,7 +17,29 @@ from typing import Any
 
 from hil.errors import ConfigError
 
-__all__ = ["check_choice", "check_int", "check_keys", "check_list", "check_number", "check_table", "check_text"]
+__all__ = ["check_choice", "check_int", "check_keys", "check_list", "check_number", "check_size", "check_table",
+           "check_text"]
+
+TEXT_FILE_LIMIT = 16 << 20
+"""Largest metadata, config or profile file read (16 MiB): a per-column noise card of 4,096 columns is < 1 MiB."""
+
+
+def check_size(path: Any, what: str, *, limit: int = TEXT_FILE_LIMIT, error: type[Exception] = ConfigError) -> None:
+    """Refuse a file larger than ``limit`` bytes before reading it (files a user receives are untrusted).
+
+    Args:
+        path: The file (a ``pathlib.Path``); a missing one passes, for the reader to report.
+        what: What the file is, for the message (``checkpoint metadata``).
+        limit: Most bytes accepted.
+        error: The `HilError` subclass to raise.
+    """
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return
+    if size > limit:
+        raise error(f"{what} {path} is {size:,} bytes, more than the {limit:,} a hil file of this kind can be; "
+                    f"it is not one written by hil, or it is damaged: use the original file")
 
 
 def _bounds(low: float | None, high: float | None) -> str:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
 def write_cifar(folder: Path, per_batch: int = 4) -> Path:
@@ -32,3 +35,27 @@ def snapshot(root: Path) -> dict[str, tuple[str, bytes | None, int]]:
         else:
             state[key] = ("f", path.read_bytes(), path.stat().st_mtime_ns)
     return state
+
+
+def plain(text: str) -> str:
+    """``text`` without ANSI escapes (in case the environment forces colour)."""
+    return ANSI.sub("", text)
+
+
+def error_line(result, *fragments: str) -> str:
+    """Assert ``result`` is a handled error: exit 1, one ``error:`` line on stderr, nothing else."""
+    assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
+    # A crash (uncaught exception) also reads as exit code 1 under CliRunner; a handled
+    # HilError leaves typer's SystemExit(1) behind instead.
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.stdout == ""
+    assert "Traceback" not in result.output
+    # The training progress display may leave a blank line before the error; the message
+    # itself is a single line.
+    lines = [line for line in plain(result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith("error: "), line
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
+    return line

@@ -20,46 +20,21 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import snapshot
+from helpers import error_line, plain, snapshot
 from typer.testing import CliRunner
 
 from hil._version import __version__
 from hil.cli import app
 from hil.errors import CheckpointError, ConfigError
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 # digits (1,437 training images) in three steps per epoch: about a second per run.
 TRAIN_FAST = ["--dataset", "digits", "--model", "mlp", "--epochs", "1", "--batch-size", "512"]
-
-
-def plain(text: str) -> str:
-    """``text`` without ANSI escapes (in case the environment forces colour)."""
-    return ANSI.sub("", text)
 
 
 def invoke(*args: object, **kwargs: object):
     return CliRunner().invoke(app, [str(a) for a in args], **kwargs)
 
 
-
-
-def error_line(result, *fragments: str) -> str:
-    """Assert ``result`` is a handled error: exit 1, one ``error:`` line on stderr, nothing else."""
-    assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
-    # A crash (uncaught exception) also reads as exit code 1 under CliRunner; a handled
-    # HilError leaves typer's SystemExit(1) behind instead.
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert result.stdout == ""
-    assert "Traceback" not in result.output
-    # The training progress display may leave a blank line before the error; the message
-    # itself is a single line.
-    lines = [line for line in plain(result.stderr).splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    line = lines[0]
-    assert line.startswith("error: "), line
-    for fragment in fragments:
-        assert fragment in line, (fragment, line)
-    return line
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def test_a_malformed_recording_is_one_clear_error(tmp_path: Path, body: str) -> 
 @pytest.mark.parametrize(("text", "message"), [
     ("seed = -5\n", r"seed must be an integer in \[0"),  # ended in numpy's ValueError
     ("rows = 65535\ncols = 65535\n", "tile memory"),  # would have allocated 137 GB of tiles
-    ("sigma_add = [\n", "cannot read device file"),
+    ("sigma_add = [\n", "is not valid TOML"),
     ("[device]\nrows = 'x'\n", "rows must be an integer"),
 ])
 def test_a_malformed_emulator_file_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:

@@ -79,9 +79,11 @@ class _DuplexFd:
         except BlockingIOError:
             return
         except OSError as error:
-            raise DeviceError(f"{self.description}: link lost ({error})") from None
+            raise DeviceError(f"{self.description}: link lost ({error}); check that the device is powered and "
+                              f"connected, then rerun (stored results are kept)") from None
         if not data:
-            raise DeviceError(f"{self.description}: link closed by the device")
+            raise DeviceError(f"{self.description}: link closed by the device; check that it is powered and "
+                              f"connected, then rerun (stored results are kept)")
         self.inbox += data
 
     def read(self, timeout: float) -> bytes:
@@ -264,9 +266,11 @@ class ReplayTransport:
         except FileNotFoundError:
             raise ConfigError(f"recording {path} does not exist; record one with --record FILE") from None
         except (OSError, ValueError, IndexError) as error:
-            raise ConfigError(f"{path} is not a hil recording ({str(error)[:200]})") from None
+            raise ConfigError(f"{path} is not a hil recording ({str(error)[:200]}); record one with "
+                              f"--backend 'device:ADDRESS#record=FILE'") from None
         if not isinstance(header, dict) or header.get("hilrec") != 1:
-            raise ConfigError(f"{path} is not a hil recording (version 1)")
+            raise ConfigError(f"{path} is not a hil recording (version 1); record one with "
+                              f"--backend 'device:ADDRESS#record=FILE'")
         self._events = [_replay_event(event, path, number) for number, event in enumerate(events, start=2)]
         self._written = b""
 

@@ -12,12 +12,15 @@ from hil.cli.options import (
     Executions,
     ExecutorOption,
     FoldBn,
+    GpusPerPoint,
     Gradient,
     JsonFlag,
     Order,
+    RayAddress,
     SigmaAdd,
     SigmaMul,
     Sites,
+    executor_spec,
     noise_flags,
 )
 from hil.errors import ConfigError
@@ -52,6 +55,8 @@ def evaluate(
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Override the dataset folder.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Batch size.")] = 1000,
     executor: ExecutorOption = "local",
+    ray_address: RayAddress = None,
+    gpus_per_point: GpusPerPoint = None,
     fold_bn: FoldBn = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -59,7 +64,8 @@ def evaluate(
     from hil.noise import NoiseSpec
     from hil.studies.engine import get_executor
 
-    runner = get_executor(executor)  # checked before any work, also where only repetitions use it
+    # checked before any work, also where only repetitions use it
+    runner = get_executor(executor_spec(executor, ray_address, gpus_per_point))
     flags = noise_flags(sigma_add, sigma_mul, order, sites, gradient, executions)
     noise = NoiseSpec.from_dict({k: v for k, v in flags.items() if v is not None})
     if device_layers is not None:

@@ -10,7 +10,16 @@ import typer
 from rich.table import Table
 
 from hil.cli.console import print_wide, stderr, stdout
-from hil.cli.options import BackendOption, DataDir, ExecutorOption, Preprocess, parse_list
+from hil.cli.options import (
+    BackendOption,
+    DataDir,
+    ExecutorOption,
+    GpusPerPoint,
+    Preprocess,
+    RayAddress,
+    executor_spec,
+    parse_list,
+)
 from hil.errors import ConfigError
 
 
@@ -31,6 +40,8 @@ def harden(
     out: Annotated[Path, typer.Option("--out", help="Study folder (resumable).")] = Path("runs/harden"),
     backend: BackendOption = "sim",
     executor: ExecutorOption = "local",
+    ray_address: RayAddress = None,
+    gpus_per_point: GpusPerPoint = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Peak accuracy and global μ for fp32 and each (bits, scaling), with and without noisy training."""
@@ -47,7 +58,8 @@ def harden(
                        preprocess=preprocess or DEFAULT_PREPROCESS)
     results = run_study(base, out, bits=bit_widths, scalings=parse_list(scaling, "--scaling"), repeats=repeats,
                         walk_repeats=walk_repeats, train_sigma=train_sigma, noisy=not no_noisy,
-                        progress=lambda text: stderr.print(f"[dim]{text}[/]"), executor=executor)
+                        progress=lambda text: stderr.print(f"[dim]{text}[/]"),
+                        executor=executor_spec(executor, ray_address, gpus_per_point))
     plots = plot_tradeoff(results, out / "tradeoff")
     if as_json:
         sys.stdout.write((out / SUMMARY).read_text())

@@ -7,10 +7,11 @@ Each verb lives in the module of its group and imports torch only inside its bod
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.text import Text
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer.core import TyperGroup
 
 from hil._version import __version__
@@ -22,8 +23,29 @@ def _debug_requested(ctx: typer.Context) -> bool:
     return bool((ctx.obj or {}).get("debug")) or os.environ.get("HIL_DEBUG") == "1"
 
 
+def _one_line(message: str) -> NoReturn:
+    stderr.print(Text(f"error: {' '.join(message.split())}", style="bold red"))
+    raise typer.Exit(1)
+
+
+def _usage_line(error: ClickException) -> NoReturn:
+    """A bad flag or value as one line naming the help to read, exit 1 like every other error."""
+    context = getattr(error, "ctx", None)
+    where = context.command_path if context is not None else "hil"
+    _one_line(f"{error.format_message()} (see {where} --help)")
+
+
 class HilGroup(TyperGroup):
-    """Reports `HilError` as one red line and exit code 1 (``--debug``: full traceback)."""
+    """Reports `HilError` and usage errors as one red line and exit code 1 (``--debug``: full traceback)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
+                     **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except NoArgsIsHelpError:
+            raise
+        except ClickException as error:
+            _usage_line(error)
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # typer's Context subclasses click's
         try:
@@ -31,9 +53,11 @@ class HilGroup(TyperGroup):
         except HilError as error:
             if _debug_requested(ctx):
                 raise
-            message = " ".join(str(error).split())
-            stderr.print(Text(f"error: {message}", style="bold red"))
-            raise typer.Exit(1) from None
+            _one_line(str(error))
+        except NoArgsIsHelpError:  # a bare group (``hil device``) shows its help
+            raise
+        except ClickException as error:  # a sub-command's bad flag or value, an unknown sub-command
+            _usage_line(error)
 
 
 app = typer.Typer(

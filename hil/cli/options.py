@@ -22,6 +22,12 @@ BackendOption = Annotated[str, typer.Option(
     "--backend", help="Backend spec: sim, sim#seed=3, gpu, device:serial:PATH, … (hil list; README).")]
 ExecutorOption = Annotated[str, typer.Option(
     "--executor", help="Where study points run: local (this process), ray, ray#workers=2, ray#address=ray://HEAD:10001.")]
+RayAddress = Annotated[str | None, typer.Option(
+    "--ray-address", help="A running Ray cluster for --executor ray: ray://HEAD:10001 (Ray Client) or auto (run on "
+                          "a node of the cluster).")]
+GpusPerPoint = Annotated[float | None, typer.Option(
+    "--gpus-per-point", min=0, help="GPUs Ray reserves for each study point (0.25: four share a GPU); with "
+                                    "--executor ray on a cluster that has GPUs.")]
 DataDir = Annotated[str | None, typer.Option("--data-dir", help="Folder with dataset files.")]
 FoldBn = Annotated[bool, typer.Option(
     "--fold-bn", help="Fold BatchNorm into the Linear/Conv before it, as an analog deployment runs it "
@@ -54,3 +60,21 @@ def noise_flags(sigma_add: float | None, sigma_mul: float | None, order: str | N
     """The noise flags as the keys of `hil.noise.NoiseSpec.from_dict` (None: not given)."""
     return {"sigma_add": sigma_add, "sigma_mul": sigma_mul, "order": order,
             "sites": parse_sites(sites), "gradient": gradient, "repeats": executions}
+
+
+def executor_spec(executor: str, ray_address: str | None = None, gpus_per_point: float | None = None) -> str:
+    """The executor spec with ``--ray-address`` and ``--gpus-per-point`` folded in as its options.
+
+    Raises:
+        ConfigError: Either flag without ``--executor ray``.
+    """
+    extras = [f"address={ray_address}"] if ray_address is not None else []
+    if gpus_per_point is not None:
+        extras.append(f"gpus={gpus_per_point!r}")
+    if not extras:
+        return executor
+    if executor.partition("#")[0].strip() != "ray":
+        flags = " and ".join(f for f, v in (("--ray-address", ray_address), ("--gpus-per-point", gpus_per_point))
+                             if v is not None)
+        raise ConfigError(f"{flags} go{'es' if ' and ' not in flags else ''} with --executor ray; add it")
+    return executor + (";" if "#" in executor else "#") + ";".join(extras)

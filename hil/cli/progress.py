@@ -35,6 +35,8 @@ class ProgressBar:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         if self._task is not None:
+            if kind is not None:  # a failed run ends in its one error line, not in a half-drawn bar
+                self._progress.update(self._task, visible=False)
             self._progress.stop()
 
     def start(self, total: int, completed: int = 0, description: str = "") -> None:

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from hil.cli.console import emit_json, print_wide, stderr, stdout
-from hil.cli.options import DataDir, ExecutorOption, JsonFlag, parse_list
+from hil.cli.options import DataDir, ExecutorOption, GpusPerPoint, JsonFlag, RayAddress, executor_spec, parse_list
 from hil.errors import ConfigError
 
 
@@ -29,6 +29,8 @@ def reproduce(
     epochs: Annotated[int | None, typer.Option(
         "--epochs", min=1, help="Train every network this many epochs (default: each experiment's).")] = None,
     executor: ExecutorOption = "local",
+    ray_address: RayAddress = None,
+    gpus_per_point: GpusPerPoint = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run a paper's experiment with its protocol; writes OUT/NAME/table.{md,json,csv,png}."""
@@ -52,7 +54,8 @@ def reproduce(
         chosen = tuple(parse_list(models, "--models"))
         for model in chosen:
             MODELS.get(model)  # an unknown name: the registry's one line, naming the choices
-    context = ReproContext(out=out, dataset=dataset, data_dir=data_dir, quick=quick, executor=executor,
+    context = ReproContext(out=out, dataset=dataset, data_dir=data_dir, quick=quick,
+                           executor=executor_spec(executor, ray_address, gpus_per_point),
                            progress=lambda text: stderr.print(f"[dim]{text}[/]", markup=True), models=chosen,
                            epochs_override=epochs)
     results = []

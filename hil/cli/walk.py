@@ -10,7 +10,18 @@ from rich.console import Console
 from rich.table import Table
 
 from hil.cli.console import emit_json, stderr, stdout
-from hil.cli.options import BackendOption, DataDir, ExecutorOption, FoldBn, JsonFlag, Preprocess, parse_sites
+from hil.cli.options import (
+    BackendOption,
+    DataDir,
+    ExecutorOption,
+    FoldBn,
+    GpusPerPoint,
+    JsonFlag,
+    Preprocess,
+    RayAddress,
+    executor_spec,
+    parse_sites,
+)
 from hil.cli.progress import ProgressBar
 from hil.errors import ConfigError
 
@@ -148,6 +159,8 @@ def walk(
         "--target-width", help="--adaptive: stop at a 95 % μ interval this many decades wide.")] = 0.1,
     backend: BackendOption = "sim",
     executor: ExecutorOption = "local",
+    ray_address: RayAddress = None,
+    gpus_per_point: GpusPerPoint = None,
     fold_bn: FoldBn = False,
     placement: Annotated[bool, typer.Option(
         "--placement", help="One layer at a time on --backend (device:…, twin:…) at its native noise, the rest "
@@ -214,7 +227,8 @@ def walk(
 
                 plan = AdaptivePlan(target_width=target_width)
             report = walk_checkpoint(checkpoint, spec, folder, backend=backend, data_dir=data_dir,
-                                     progress=bar.points, adaptive=plan, executor=executor, fold_bn=fold_bn)
+                                     progress=bar.points, adaptive=plan,
+                                     executor=executor_spec(executor, ray_address, gpus_per_point), fold_bn=fold_bn)
         else:
             from hil.config import TrainConfig
             from hil.data import DEFAULT_PREPROCESS
@@ -223,7 +237,8 @@ def walk(
             assert model is not None  # checked above: --train-per-point needs --model
             base = TrainConfig(model=model, bn=bn, dataset=dataset, data_dir=data_dir, epochs=epochs,
                                backend=backend, preprocess=preprocess or DEFAULT_PREPROCESS)
-            report = walk_training(base, spec, folder, progress=bar.points, executor=executor)
+            report = walk_training(base, spec, folder, progress=bar.points,
+                                   executor=executor_spec(executor, ray_address, gpus_per_point))
     if as_json:
         emit_json(report.to_dict())
         return

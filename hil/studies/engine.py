@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from hil.backends.spec import BackendOption, integer_at_least, non_empty_text, parse_options
-from hil.errors import ConfigError
+from hil.backends.spec import BackendOption, integer_at_least, non_empty_text, non_negative_number, parse_options
+from hil.errors import ConfigError, HilError, StudyError
 from hil.walking.store import PointKey, PointResult, ResultStore
 
 Point = TypeVar("Point")
@@ -37,6 +37,52 @@ class Outcome:
     accuracy: float
     loss: float | None
     seconds: float
+
+
+@dataclass(frozen=True)
+class UnitFailure:
+    """A unit whose evaluation raised something other than a `HilError`, on every one of its tries.
+
+    Its points are recorded as failed (`ResultStore.record_failure`) and the study goes on; a rerun retries
+    them. A `HilError` (bad settings, a device gone) is never a unit failure: it stops the study, since every
+    other unit would meet it too.
+
+    Attributes:
+        error: ``Type: message`` of the last try's exception.
+        attempts: Tries made.
+    """
+
+    error: str
+    attempts: int
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: message`` on one line (what a failure record keeps)."""
+    text = " ".join(str(error).split()) or "(no message)"
+    return f"{type(error).__name__}: {text}"
+
+
+def evaluate_with_retries(evaluate: Callable[[list[Point]], list[Outcome]], unit: list[Point],
+                          retries: int) -> list[Outcome] | UnitFailure:
+    """``evaluate(unit)``, tried up to ``1 + retries`` times; a `UnitFailure` if every try raised.
+
+    Raises:
+        HilError: Raised by ``evaluate`` (not retried: it names something the user must fix).
+    """
+    last: BaseException | None = None
+    for _ in range(retries + 1):
+        try:
+            return evaluate(unit)
+        except HilError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any other failure of one unit is recorded, not fatal
+            last = error
+    assert last is not None
+    return UnitFailure(describe_error(last), retries + 1)
+
+
+Result = list[Outcome] | UnitFailure
+"""What an executor yields for a unit: its outcomes, or the failure of all its tries."""
 
 
 class Study(Protocol[Point]):
@@ -60,26 +106,33 @@ class Study(Protocol[Point]):
 
 
 class Executor(Protocol):
-    """Runs units of work and yields each with its outcomes, in any order."""
+    """Runs units of work and yields each with its outcomes (or its `UnitFailure`), in any order."""
 
     name: str
 
     def map(self, evaluate: Callable[[list[Point]], list[Outcome]],
-            units: Iterable[list[Point]]) -> Iterator[tuple[list[Point], list[Outcome]]]:
-        """Evaluate every unit; yield ``(unit, outcomes)`` as each finishes."""
+            units: Iterable[list[Point]]) -> Iterator[tuple[list[Point], Result]]:
+        """Evaluate every unit; yield ``(unit, outcomes or failure)`` as each finishes."""
         ...
 
 
 class LocalExecutor:
-    """Runs the units one after the other in this process."""
+    """Runs the units one after the other in this process.
+
+    Args:
+        retries: Extra tries of a unit that raised (default 0: in one process a failure mostly repeats).
+    """
 
     name = "local"
 
+    def __init__(self, retries: int = 0) -> None:
+        self.retries = retries
+
     def map(self, evaluate: Callable[[list[Point]], list[Outcome]],
-            units: Iterable[list[Point]]) -> Iterator[tuple[list[Point], list[Outcome]]]:
+            units: Iterable[list[Point]]) -> Iterator[tuple[list[Point], Result]]:
         """Evaluate the units in order, yielding each as it finishes."""
         for unit in units:
-            yield unit, evaluate(unit)
+            yield unit, evaluate_with_retries(evaluate, unit, self.retries)
 
 
 def _ray(options: Mapping[str, Any]) -> Executor:
@@ -88,16 +141,17 @@ def _ray(options: Mapping[str, Any]) -> Executor:
     return RayExecutor(**options)
 
 
-EXECUTORS: dict[str, Callable[[Mapping[str, Any]], Executor]] = {"local": lambda options: LocalExecutor(),
+EXECUTORS: dict[str, Callable[[Mapping[str, Any]], Executor]] = {"local": lambda options: LocalExecutor(**options),
                                                                    "ray": _ray}
 """Executor name → factory taking the spec's typed ``#k=v;…`` options (declared in `EXECUTOR_OPTIONS`)."""
 
 EXECUTOR_OPTIONS: dict[str, tuple[BackendOption, ...]] = {
-    "local": (),
+    "local": (BackendOption("retries", integer_at_least(0), "extra tries of a unit that raised (default 0)"),),
     "ray": (
         BackendOption("workers", integer_at_least(1), "CPUs of the local Ray started for the run"),
         BackendOption("address", non_empty_text, "a running Ray cluster (ray://HEAD:10001 or auto)"),
-        BackendOption("retries", integer_at_least(0), "times a task whose worker died is re-run"),
+        BackendOption("retries", integer_at_least(0), "extra tries of a unit whose worker died or that raised"),
+        BackendOption("gpus", non_negative_number, "GPUs per task (fractions share one: 0.25)"),
         BackendOption("threads", integer_at_least(1), "torch threads per task (default: this process's)"),
     ),
 }
@@ -145,15 +199,31 @@ class StudyRun(Generic[Point]):
     def run(self, points: Sequence[Point]) -> int:
         """Evaluate those of ``points`` not yet stored, recording each unit as it comes back.
 
+        A unit that fails on every try (`UnitFailure`) has its points recorded as failed and the others go on.
+
         Returns:
             How many points were evaluated (already stored ones are skipped).
+
+        Raises:
+            StudyError: After the last unit, when some points failed (they are in the store's failures; a rerun
+                retries them).
+            HilError: From a unit (stops the study at once; what was stored stays).
         """
         done = self.store.done(self.experiment)
         pending = [p for p in points if self.study.key(p) not in done]
         if self.progress is not None and len(pending) < len(points):
             self.progress(len(points) - len(pending))
         ran = 0
+        failed: list[UnitFailure] = []
         for unit, outcomes in get_executor(self.executor).map(self.study.evaluate, self.study.units(pending)):
+            if isinstance(outcomes, UnitFailure):
+                for point in unit:
+                    self.store.record_failure(self.experiment, self.study.key(point), outcomes.error,
+                                              outcomes.attempts)
+                failed.extend([outcomes] * len(unit))
+                if self.progress is not None:
+                    self.progress(len(unit))
+                continue
             if len(outcomes) != len(unit):
                 raise ConfigError(f"a study returned {len(outcomes)} outcomes for {len(unit)} points")
             for point, outcome in zip(unit, outcomes, strict=True):
@@ -161,4 +231,9 @@ class StudyRun(Generic[Point]):
             ran += len(unit)
             if self.progress is not None:
                 self.progress(len(unit))
+        if failed:
+            raise StudyError(f"{len(failed)} of {len(pending)} points failed after {failed[0].attempts} "
+                             f"{'try' if failed[0].attempts == 1 else 'tries'} (first: {failed[0].error}); {ran} "
+                             f"were stored, the failures are recorded in {self.store.path}: rerun the same "
+                             f"command to retry them")
         return ran

@@ -3,12 +3,14 @@
 The study (model, data, backend) is put in Ray's object store once per run; each unit is one task that
 calls the study's ``evaluate`` on a worker; outcomes come back to the driver, which alone writes the results
 store, so resuming, exporting and reporting are unchanged. Numbers depend only on each point's seed, so
-they equal the ``local`` executor's (tested). A worker that dies is retried by Ray (``max_retries``); an
-error inside ``evaluate`` stops the run with that error, and what was stored before stays stored (rerun to
-resume). Ray is imported only here, when the executor is chosen.
+they equal the ``local`` executor's (tested). A unit whose worker died, or whose ``evaluate`` raised
+something other than a `HilError`, is tried again up to ``retries`` times, then handed back as a
+`UnitFailure` (its points are recorded as failed and the study goes on); a `HilError` stops the run with
+that error, and what was stored before stays stored (rerun to resume). Ray is imported only here.
 
 Spec: ``ray``, ``ray#workers=2`` (local Ray with that many CPUs), ``ray#address=ray://HEAD:10001`` (join a
-cluster), ``ray#retries=3``, ``ray#threads=1`` (torch threads per task; see `RayExecutor`).
+cluster), ``ray#retries=3``, ``ray#threads=1`` (torch threads per task; see `RayExecutor`), ``ray#gpus=0.25``
+(GPUs per task).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from hil.errors import ConfigError, HilError
-from hil.studies.engine import Outcome
-from hil.validation import check_int
+from hil.studies.engine import Outcome, Result, UnitFailure, describe_error
+from hil.validation import check_int, check_number
 
 Point = TypeVar("Point")
 
@@ -29,10 +31,11 @@ class RayExecutor:
     Args:
         workers: CPUs of the local Ray started when none is running (default: all of this machine's).
         address: A running cluster's address (``ray://HEAD:10001`` or ``auto``); None starts a local Ray.
-        retries: Times Ray re-runs a task whose worker died.
+        retries: Extra tries of a unit whose worker died or whose evaluation raised (not a `HilError`).
         threads: torch threads per task; None uses this process's count. Float results of convolutions (and
             so of trainings) depend on the thread count, so only the default stores numbers identical to
             ``local``'s; ``threads=1`` avoids oversubscribing a small machine at the price of that identity.
+        gpus: GPUs Ray reserves per task (0.25: four tasks share one); the cluster must have GPUs.
 
     Raises:
         ConfigError: Ray is not installed (names the extra), or bad options.
@@ -41,8 +44,9 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, workers: int | None = None, address: str | None = None, retries: int = 2,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, gpus: float = 0.0) -> None:
         self.workers = None if workers is None else check_int(workers, "ray workers", low=1)
+        self.gpus = check_number(gpus, "ray gpus (per task)", low=0)
         self.address = address
         self.retries = check_int(retries, "ray retries", low=0)
         self.threads = None if threads is None else check_int(threads, "ray threads", low=1)
@@ -67,12 +71,13 @@ class RayExecutor:
         return ray
 
     def map(self, evaluate: Callable[[list[Point]], list[Outcome]],
-            units: Iterable[list[Point]]) -> Iterator[tuple[list[Point], list[Outcome]]]:
-        """Submit every unit, then yield ``(unit, outcomes)`` as the tasks finish."""
+            units: Iterable[list[Point]]) -> Iterator[tuple[list[Point], Result]]:
+        """Submit every unit, then yield ``(unit, outcomes or UnitFailure)`` as the tasks finish."""
         todo = list(units)
         if not todo:
             return
         ray = self._start()
+        self._check_gpus(ray)
         try:
             study = ray.put(evaluate)
         except Exception as error:  # noqa: BLE001 - whatever cloudpickle refuses; a device backend says why
@@ -82,26 +87,48 @@ class RayExecutor:
             import torch
 
             threads = torch.get_num_threads()
-        task = ray.remote(max_retries=self.retries, retry_exceptions=False)(_evaluate_unit)
-        pending = {task.remote(study, unit, threads): unit for unit in todo}
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            ref = done[0]
-            unit = pending.pop(ref)
-            try:
-                outcomes = ray.get(ref)
-            except ray.exceptions.RayTaskError as error:
-                cause = error.cause if isinstance(error.cause, BaseException) else error
-                for other in pending:
-                    ray.cancel(other)
-                if isinstance(cause, HilError):
-                    raise cause from None
-                raise HilError(f"a study unit failed on a Ray worker: {type(cause).__name__}: {cause}") from None
-            yield unit, outcomes
+        task = ray.remote(max_retries=0, retry_exceptions=False, num_gpus=self.gpus)(_evaluate_unit)
+        pending = {task.remote(study, unit, threads): (unit, 1) for unit in todo}
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                unit, attempt = pending.pop(done[0])
+                result = self._result(ray, done[0])
+                if isinstance(result, UnitFailure) and attempt <= self.retries:
+                    pending[task.remote(study, unit, threads)] = (unit, attempt + 1)
+                    continue
+                if isinstance(result, UnitFailure):
+                    result = UnitFailure(result.error, attempt)
+                yield unit, result
+        finally:  # a HilError, an interrupt or a consumer that stops early: nothing keeps running
+            for other in pending:
+                ray.cancel(other, force=True)
+
+    @staticmethod
+    def _result(ray: Any, ref: Any) -> Result:
+        """A finished task's outcomes, or its failure (a dead worker is one); a `HilError` is raised."""
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as error:
+            cause = error.cause if isinstance(error.cause, BaseException) else error
+            if isinstance(cause, HilError):
+                raise cause from None
+            return UnitFailure(describe_error(cause), 1)
+        except ray.exceptions.RayError as error:  # the worker died (killed, out of memory) or the task was lost
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            return UnitFailure(f"{type(error).__name__}: the Ray worker died ({first[:300]})", 1)
+
+    def _check_gpus(self, ray: Any) -> None:
+        if self.gpus > 0 and ray.cluster_resources().get("GPU", 0) < self.gpus:
+            raise ConfigError(f"--gpus-per-point {self.gpus:g} asks for GPUs the Ray cluster does not have "
+                              f"({ray.cluster_resources().get('GPU', 0):g}); start workers with GPUs or drop it")
 
 
-def _evaluate_unit(evaluate: Callable[[list[Any]], list[Outcome]], unit: list[Any], threads: int) -> list[Outcome]:
+def _evaluate_unit(evaluate: Callable[[list[Any]], list[Outcome]], unit: list[Any], threads: int) -> Result:
+    """One try of a unit on a worker: a raised non-`HilError` comes back as a `UnitFailure` (a `HilError` is raised)."""
     import torch
 
+    from hil.studies.engine import evaluate_with_retries
+
     torch.set_num_threads(threads)
-    return evaluate(unit)
+    return evaluate_with_retries(evaluate, unit, 0)

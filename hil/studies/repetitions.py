@@ -12,7 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hil.studies.engine import Executor, Outcome, get_executor
+from hil.errors import StudyError
+from hil.studies.engine import Executor, Outcome, UnitFailure, get_executor
 from hil.walking.store import PointKey, PointResult
 
 if TYPE_CHECKING:
@@ -89,5 +90,8 @@ class RepetitionStudy:
         """Run every point on ``executor``; the accuracies per strategy (plan order), per draw (draw order)."""
         found: dict[DrawPoint, float] = {}
         for unit, outcomes in get_executor(executor).map(self.evaluate, self.units(self.points)):
+            if isinstance(outcomes, UnitFailure):  # no store to keep partial draws in: the comparison needs all
+                raise StudyError(f"{len(unit)} evaluation draws failed after {outcomes.attempts} tries "
+                                 f"({outcomes.error}); rerun the comparison")
             found.update((point, outcome.accuracy) for point, outcome in zip(unit, outcomes, strict=True))
         return [[found[p] for p in self.points if p.strategy == s] for s in range(len(self.plans))]

@@ -126,3 +126,13 @@ def config_hash(config: Mapping[str, object]) -> str:
         ConfigError: The config is not JSON-serialisable.
     """
     return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PointFailure:
+    """A point that failed: its key, the last error (``Type: message``), how many tries it had, when."""
+
+    key: PointKey
+    error: str
+    attempts: int
+    created: str

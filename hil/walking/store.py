@@ -49,7 +49,7 @@ from pathlib import Path
 from hil._version import __version__
 from hil.errors import ConfigError, StoreError
 from hil.validation import check_number
-from hil.walking.records import PointKey, PointResult, canonical_json, config_hash, utc_now
+from hil.walking.records import PointFailure, PointKey, PointResult, canonical_json, config_hash, utc_now
 from hil.walking.store_export import COLUMNS
 
 SCHEMA_VERSION = 1
@@ -57,7 +57,8 @@ SCHEMA_VERSION = 1
 
 __all__ = [
     "COLUMNS",
-    "SCHEMA_VERSION", "PointKey", "PointResult", "ResultStore", "canonical_json", "config_hash", "utc_now"]
+    "SCHEMA_VERSION", "PointFailure", "PointKey", "PointResult", "ResultStore", "canonical_json", "config_hash",
+    "utc_now"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -92,6 +93,24 @@ CREATE TABLE points (
 """
 
 _POINT_FIELDS = "site, sigma_add, sigma_mul, repeat, accuracy, loss, seed, wall_time, hil_version, created"
+
+_FAILURES = """
+CREATE TABLE IF NOT EXISTS failures (
+    experiment TEXT NOT NULL REFERENCES experiments(id),
+    site TEXT NOT NULL,
+    sigma_add REAL NOT NULL,
+    sigma_mul REAL NOT NULL,
+    repeat INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (experiment, site, sigma_add, sigma_mul, repeat)
+)
+"""
+"""Points whose evaluation failed after its retries (added beside schema 1: older hil ignore the table). A point
+that later succeeds leaves it; `ResultStore.done` never counts a failure, so a rerun retries it."""
+
+
 
 
 
@@ -131,7 +150,7 @@ class ResultStore:
             raise StoreError(f"no results store at {self._path}; run the study with --out first")
         self._check_file()
         try:
-            target = f"{self._path.resolve().as_uri()}?mode=ro" if read_only else str(self._path)
+            target = self._read_only_uri() if read_only else str(self._path)
             self._conn = sqlite3.connect(
                 target, timeout=self._timeout, isolation_level=None, check_same_thread=False, uri=read_only
             )
@@ -146,6 +165,18 @@ class ResultStore:
             raise
 
     # ------------------------------------------------------------------ opening
+
+    def _read_only_uri(self) -> str:
+        """``mode=ro``, plus ``immutable=1`` when no writer is active, so reading creates no ``-wal``/``-shm``.
+
+        A WAL store read with plain ``mode=ro`` gets both sidecar files created and left behind (a read-only
+        connection may not delete them). Without a ``-wal`` file no writer has the store open and everything is
+        in the main file, so it is read as immutable; with one, the writer's sidecars are used as they are.
+        """
+        uri = f"{self._path.resolve().as_uri()}?mode=ro"
+        if not self._path.with_name(self._path.name + "-wal").exists():
+            uri += "&immutable=1"
+        return uri
 
     def _check_file(self) -> None:
         """Refuse a path that is not (empty or) SQLite before SQLite touches it."""
@@ -179,6 +210,7 @@ class ResultStore:
             self._create_schema()
         elif conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             self._set_wal()
+        conn.execute(_FAILURES)
 
     def _schema_version(self) -> int | None:
         """Schema version of the file, None for an empty database.
@@ -438,7 +470,40 @@ class ResultStore:
                 if "FOREIGN KEY" in str(exc):
                     self._require(conn, experiment)
                 raise
+            if cursor.rowcount == 1:
+                conn.execute("DELETE FROM failures WHERE experiment = ? AND site = ? AND sigma_add = ? AND "
+                             "sigma_mul = ? AND repeat = ?", params[:5])
             return cursor.rowcount == 1
+
+    def record_failure(self, experiment: str, key: PointKey, error: str, attempts: int) -> None:
+        """Record that ``key`` failed after ``attempts`` tries with ``error`` (replacing an earlier failure).
+
+        Raises:
+            StoreError: No such experiment, or the store is read-only, closed or locked.
+        """
+        with self._use() as conn:
+            self._require(conn, experiment)
+            conn.execute(
+                "INSERT OR REPLACE INTO failures (experiment, site, sigma_add, sigma_mul, repeat, error, attempts, "
+                "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (experiment, key.site, key.sigma_add, key.sigma_mul, key.repeat, error[:2000], attempts, utc_now()))
+
+    def failures(self, experiment: str) -> list[PointFailure]:
+        """Points of ``experiment`` that failed and have not succeeded since, by key.
+
+        Raises:
+            StoreError: No such experiment.
+        """
+        with self._use() as conn:
+            self._require(conn, experiment)
+            has_table = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'failures'").fetchone()
+            if has_table is None:  # a store written before failures were recorded, opened read-only
+                return []
+            rows = conn.execute(
+                "SELECT site, sigma_add, sigma_mul, repeat, error, attempts, created FROM failures "
+                "WHERE experiment = ? ORDER BY site, sigma_add, sigma_mul, repeat", (experiment,)).fetchall()
+        return [PointFailure(PointKey(*row[:4]), row[4], row[5], row[6]) for row in rows]
 
     def results(self, experiment: str) -> list[PointResult]:
         """All points of ``experiment`` in a deterministic order.

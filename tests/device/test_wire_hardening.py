@@ -138,3 +138,16 @@ def test_a_non_loopback_bind_needs_allow_remote() -> None:
         assert emulator.address.endswith(tuple("0123456789"))
         emulator.stop()
         assert b"without authentication" in emulator.process.stderr.read()
+
+
+def test_a_device_that_dies_answers_n_requests_then_stays_dead() -> None:
+    from hil.backends.device.emulator.faults import FaultInjector, Faults
+    from hil.errors import ConfigError
+
+    injector = FaultInjector(Faults.parse("die_after=3"))
+    replies = [injector.apply(b"reply\x00") for _ in range(5)]
+    assert replies == [(b"reply\x00", 0.0, False)] * 3 + [(None, 0.0, True)] * 2
+    assert injector.dead and Faults.parse("die_after=3").any
+    for bad in ("die_after=-1", "die_after=1.5"):
+        with pytest.raises(ConfigError, match="whole number"):
+            Faults.parse(bad)

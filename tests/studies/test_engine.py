@@ -84,3 +84,43 @@ def test_guided_comparison_is_a_study_with_paired_draws_in_any_order(checkpoint:
     assert in_order == reversed_ == expected
     assert in_order[0] != in_order[1]  # the plans differ, the draws are paired
     assert keys == {"strategy:uniform", "strategy:none"}
+
+
+@pytest.mark.parametrize("executor", ["local", "local#retries=1"])
+def test_a_failing_point_is_recorded_as_failed_the_others_stored_and_a_rerun_retries_it(
+        executor: str, tmp_path: Path) -> None:
+    from flaky_study import FlakyStudy
+
+    from hil.errors import StudyError
+
+    retries = 1 if "retries" in executor else 0
+    study = FlakyStudy(tmp_path, fails={1: -1, 2: 1})
+    with ResultStore(tmp_path / "store.sqlite") as store:
+        experiment = store.register_experiment({"flaky": 1})
+        with pytest.raises(StudyError) as info:
+            StudyRun(study, store, experiment, get_executor(executor)).run(study.points)
+        stored = sorted(r.seed for r in store.results(experiment))
+        failures = store.failures(experiment)
+        assert stored == ([0, 2, 3] if retries else [0, 3])
+        assert [f.key for f in failures] == [study.key(1)] + ([] if retries else [study.key(2)])
+        assert failures[0].error == f"RuntimeError: point 1 broke on try {retries + 1}"
+        assert failures[0].attempts == retries + 1 and study.tries(1) == retries + 1
+        message = str(info.value)
+        assert f"{len(failures)} of 4 points failed" in message and "rerun the same command" in message
+        study.fails = {}  # fixed: the rerun evaluates only the points not stored, and clears their failures
+        assert StudyRun(study, store, experiment, get_executor(executor)).run(study.points) == len(failures)
+        assert sorted(r.seed for r in store.results(experiment)) == [0, 1, 2, 3] and store.failures(experiment) == []
+
+
+def test_a_hil_error_stops_the_study_and_keeps_what_was_stored(tmp_path: Path) -> None:
+    from flaky_study import FlakyStudy
+
+    from hil.errors import ConfigError
+
+    study = FlakyStudy(tmp_path, fatal=2)
+    with ResultStore(tmp_path / "store.sqlite") as store:
+        experiment = store.register_experiment({"fatal": 1})
+        with pytest.raises(ConfigError, match="needs a fix"):
+            StudyRun(study, store, experiment, get_executor("local#retries=3")).run(study.points)
+        assert sorted(r.seed for r in store.results(experiment)) == [0, 1] and study.tries(2) == 1
+        assert not (tmp_path / "try-3-0").exists() and store.failures(experiment) == []

@@ -55,12 +55,12 @@ def test_walk_cli_on_ray_resumes_like_local(local_ray: None, checkpoint: Path, t
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [("ray#speed=2", "executor 'ray' has no option speed; valid: address, retries, threads, workers"),
+    [("ray#speed=2", "executor 'ray' has no option speed; valid: address, gpus, retries, threads, workers"),
      ("ray#workers=two", "workers must be an integer, got 'two' in executor spec 'ray#workers=two'"),
      ("ray#workers=0", "workers must be ≥ 1, got 0"),
      ("ray#workers", "bad option 'workers' in executor spec 'ray#workers'; use KEY=VALUE"),
      ("ray#workers=1;workers=2", "option workers is given twice"),
-     ("local#workers=2", "executor 'local' has no option workers; valid: none")],
+     ("local#workers=2", "executor 'local' has no option workers; valid: retries")],
 )
 def test_bad_executor_specs_are_one_line_errors(spec: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:

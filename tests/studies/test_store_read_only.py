@@ -46,3 +46,19 @@ def test_a_read_only_store_refuses_writes_and_missing_files(tmp_path: Path) -> N
         assert store.experiments() == []
         with pytest.raises(StoreError):
             store.register_experiment({"kind": "x"})
+
+
+def test_reading_a_wal_store_leaves_no_sidecar_files(checkpoint: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "walk"
+    walk_checkpoint(checkpoint, SweepSpec(sigmas=(0.1, 0.3, 1.0, 3.0), sites=("1:fc1",), repeats=1), folder)
+    with sqlite3.connect(folder / "results.sqlite") as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # as hil writes it
+    connection.close()
+    with ResultStore(folder / "results.sqlite", read_only=True) as store:
+        assert len(store.experiments()) == 1
+    assert CliRunner().invoke(app, ["report", str(folder), "--json"]).exit_code == 0
+    sidecars = [p.name for p in folder.iterdir() if p.name.endswith(("-wal", "-shm"))]
+    assert sidecars == []  # before: results.sqlite-wal and -shm were left behind by every read
+    with ResultStore(folder / "results.sqlite") as writer:  # while a writer holds the store, readers share its files
+        with ResultStore(folder / "results.sqlite", read_only=True) as reader:
+            assert reader.experiments() == writer.experiments()

@@ -18,6 +18,8 @@ class Faults:
     drop: reply never sent; flip: one bit flipped; truncate: reply cut short (delimiter kept);
     delay: reply sent after ``delay_s`` (within the host timeout); late: sent after ``late_s``
     (past the host timeout — the host has retried by then); disconnect: the link closes.
+    ``die_after``: after that many replies the device dies (the link closes and the emulator stops
+    serving, as a chip that loses power mid-run); 0 never.
     """
 
     drop: float = 0.0
@@ -29,6 +31,7 @@ class Faults:
     delay_s: float = 0.01
     late_s: float = 0.5
     seed: int = 0
+    die_after: int = 0
 
     @classmethod
     def parse(cls, text: str | None) -> Faults:
@@ -44,20 +47,25 @@ class Faults:
             key, eq, value = item.strip().partition("=")
             if not eq or key not in {f.name for f in fields(cls)}:
                 raise ConfigError(f"bad fault {item!r}; use KIND=RATE with KIND in {', '.join(FAULT_KINDS)} "
-                                  f"(and delay_s, late_s, seed)")
+                                  f"(and delay_s, late_s, seed, die_after)")
             try:
                 number = float(value)
             except ValueError:
                 raise ConfigError(f"fault {key} needs a number, got {value!r}") from None
             if key in FAULT_KINDS and not 0 <= number <= 1:
                 raise ConfigError(f"fault rate {key}={number} must be in [0, 1]")
-            values[key] = int(number) if key == "seed" else number
+            if key in ("seed", "die_after"):
+                if number < 0 or number != int(number):
+                    raise ConfigError(f"fault {key} needs a whole number ≥ 0, got {value!r}")
+                values[key] = int(number)
+            else:
+                values[key] = number
         return cls(**values)
 
     @property
     def any(self) -> bool:
         """True when some fault has a non-zero rate."""
-        return any(getattr(self, k) > 0 for k in FAULT_KINDS)
+        return self.die_after > 0 or any(getattr(self, k) > 0 for k in FAULT_KINDS)
 
 
 class FaultInjector:
@@ -67,9 +75,18 @@ class FaultInjector:
         self.faults = faults
         self.random = random.Random(faults.seed)
         self.counts = dict.fromkeys(FAULT_KINDS, 0)
+        self.replies = 0
+
+    @property
+    def dead(self) -> bool:
+        """True once ``die_after`` replies have been sent: every later request closes the link."""
+        return 0 < self.faults.die_after <= self.replies
 
     def apply(self, reply: bytes) -> tuple[bytes | None, float, bool]:
         """(bytes to send or None, seconds to wait first, close the link afterwards)."""
+        if self.dead:
+            return None, 0.0, True
+        self.replies += 1
         roll = self.random.random()
         for kind in FAULT_KINDS:
             rate = getattr(self.faults, kind)

@@ -26,7 +26,7 @@ import numpy as np
 from hil.backends.device.protocol import CAPABILITY_LIMITS, Capabilities
 from hil.errors import ConfigError
 from hil.noise import ORDERS
-from hil.validation import check_choice, check_int, check_keys, check_number, check_table
+from hil.validation import check_choice, check_int, check_keys, check_number, check_size, check_table
 
 MAX_CELLS = 1 << 28
 """Most stored weight cells (rows × cols × slots) an emulator accepts: 512 MiB of int16."""
@@ -99,11 +99,14 @@ class EmulatorConfig:
         Raises:
             ConfigError: Missing or unreadable file, unknown keys, bad values.
         """
+        check_size(Path(path), "device file")
         try:
             data = tomllib.loads(Path(path).read_text())
         except FileNotFoundError:
-            raise ConfigError(f"device file {path} does not exist") from None
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(f"device file {path} does not exist; check the --config path") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"device file {path} is not valid TOML ({error}); fix it or drop --config") from None
+        except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(f"cannot read device file {path}: {error}") from None
         table = data.get("device", data)
         check_keys(check_table(table, f"[device] in {path}"), (f.name for f in fields(cls)), "",

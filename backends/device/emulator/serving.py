@@ -19,17 +19,18 @@ from hil.errors import ConfigError
 
 def serve_stream(emulator: DeviceEmulator, read_fd: int, write_fd: int, faults: Faults | None = None,
                  stop: Any = None, framing: str = "binary", idle_s: float | None = None,
-                 between: Callable[[], None] | None = None) -> str:
+                 between: Callable[[], None] | None = None, injector: FaultInjector | None = None) -> str:
     """Serve requests on file descriptors until EOF, a disconnect fault, ``idle_s`` without a byte or ``stop()``.
 
     ``framing`` is ``binary`` (AMVM/1 frames; faults apply to replies) or ``scpi`` (text
     commands with IEEE-488.2 blocks, `hil.backends.device.scpi`; no faults). ``between`` is called
-    every pass of the loop (at least every 50 ms), e.g. to turn away other clients.
+    every pass of the loop (at least every 50 ms), e.g. to turn away other clients. ``injector``
+    carries fault state across connections (a ``die_after`` device stays dead).
 
-    Returns why it stopped: ``"eof"``, ``"disconnect"``, ``"idle"`` or ``"stopped"``.
+    Returns why it stopped: ``"eof"``, ``"disconnect"``, ``"died"``, ``"idle"`` or ``"stopped"``.
     """
     reader = FrameReader(encoded_limit(emulator.caps.max_frame))
-    injector = FaultInjector(faults or Faults())
+    injector = injector if injector is not None else FaultInjector(faults or Faults())
     scpi = None
     if framing == "scpi":
         from hil.backends.device.emulator.scpi_session import ScpiSession
@@ -69,7 +70,7 @@ def serve_stream(emulator: DeviceEmulator, read_fd: int, write_fd: int, faults: 
                 continue
             out, wait, close = injector.apply(reply)
             if close:
-                return "disconnect"
+                return "died" if injector.dead else "disconnect"
             if out is None:
                 continue
             if wait > 0:
@@ -114,9 +115,10 @@ def serve_pty(emulator: DeviceEmulator, faults: Faults, announce: Callable[[str]
     os.set_blocking(master, False)
     stop = _stop_on_signals()
     announce(os.ttyname(slave))
+    injector = FaultInjector(faults)
     try:
         while not stop():
-            if serve_stream(emulator, master, master, faults, stop, framing) == "eof":
+            if serve_stream(emulator, master, master, faults, stop, framing, injector=injector) in ("eof", "died"):
                 break
     finally:
         os.close(master)
@@ -202,6 +204,7 @@ def serve_tcp(emulator: DeviceEmulator, faults: Faults, address: str, announce: 
             except OSError:
                 pass
 
+    injector = FaultInjector(faults)
     try:
         while not stop():
             try:
@@ -211,8 +214,10 @@ def serve_tcp(emulator: DeviceEmulator, faults: Faults, address: str, announce: 
             with connection:
                 connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 connection.setblocking(False)
-                serve_stream(emulator, connection.fileno(), connection.fileno(), faults, stop, framing,
-                             idle_s=idle_s, between=turn_away)
+                why = serve_stream(emulator, connection.fileno(), connection.fileno(), faults, stop, framing,
+                                   idle_s=idle_s, between=turn_away, injector=injector)
+            if why == "died":
+                break
     finally:
         server.close()
 
