@@ -44,6 +44,11 @@ def print_report(report: Any, console: Console) -> None:
                       fit.model if ok else fit.status, quality,
                       "" if ok else fit.message)
     console.print(table)
+    if report.failed:
+        first = report.failed[0]
+        console.print(f"[yellow]{len(report.failed)} points failed and are left out of the fits (first: "
+                      f"{first.key.site} σ={first.key.sigma_add or first.key.sigma_mul:g}: {first.error}); rerun "
+                      f"the walk to retry them[/]")
 
 
 def _placement(checkpoint: Path | None, backend: str, out: Path | None, repeats: int, seed: int,

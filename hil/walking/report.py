@@ -21,6 +21,7 @@ from hil.errors import ConfigError
 from hil.validation import check_int, check_table
 from hil.walking.curve import Scale
 from hil.walking.fit import CurveFit, fit_midpoint, summarize_repeats
+from hil.walking.records import PointFailure
 from hil.walking.store import ResultStore
 from hil.walking.sweep import GLOBAL
 
@@ -57,10 +58,17 @@ class WalkReport:
     experiment: str
     config: dict[str, Any]
     sites: tuple[SiteFit, ...]
+    failed: tuple[PointFailure, ...] = ()
+    """Points that failed on every try and have not succeeded since (fits leave them out; a rerun retries)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (the content of ``mu.json``)."""
-        return {"experiment": self.experiment, "config": self.config, "sites": [s.to_dict() for s in self.sites]}
+        """JSON-ready form (the content of ``mu.json``; ``failed`` only when some point failed)."""
+        data = {"experiment": self.experiment, "config": self.config, "sites": [s.to_dict() for s in self.sites]}
+        if self.failed:
+            data["failed"] = [{"site": f.key.site, "sigma_add": f.key.sigma_add, "sigma_mul": f.key.sigma_mul,
+                               "repeat": f.key.repeat, "error": f.error, "attempts": f.attempts}
+                              for f in self.failed]
+        return data
 
 
 def file_digest(path: Path) -> str:
@@ -113,7 +121,7 @@ def fit_experiment(store: ResultStore, experiment: str) -> WalkReport:
                             row))
     fits.sort(key=lambda f: (f.site == GLOBAL, int(f.site.split(":")[0]) if f.site[0].isdigit() else 0,
                              f.sigma_mul or 0.0))
-    return WalkReport(experiment, config, tuple(fits))
+    return WalkReport(experiment, config, tuple(fits), tuple(store.failures(experiment)))
 
 
 def write_mu(report: WalkReport, out: str | os.PathLike[str]) -> Path:

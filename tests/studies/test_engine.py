@@ -124,3 +124,22 @@ def test_a_hil_error_stops_the_study_and_keeps_what_was_stored(tmp_path: Path) -
             StudyRun(study, store, experiment, get_executor("local#retries=3")).run(study.points)
         assert sorted(r.seed for r in store.results(experiment)) == [0, 1] and study.tries(2) == 1
         assert not (tmp_path / "try-3-0").exists() and store.failures(experiment) == []
+
+
+def test_a_report_lists_failed_points_in_its_json_and_table() -> None:
+    from rich.console import Console
+
+    from hil.cli.walk import print_report
+    from hil.walking.records import PointFailure
+    from hil.walking.report import WalkReport
+    from hil.walking.store import PointKey
+
+    failure = PointFailure(PointKey("1:fc1", 0.5, 0.0, 2), "RuntimeError: out of memory", 3, "2026-12-03T00:00:00Z")
+    report = WalkReport("abc", {"sweep": {"noise": "add"}}, (), (failure,))
+    assert report.to_dict()["failed"] == [{"site": "1:fc1", "sigma_add": 0.5, "sigma_mul": 0.0, "repeat": 2,
+                                           "error": "RuntimeError: out of memory", "attempts": 3}]
+    assert "failed" not in WalkReport("abc", {}, ()).to_dict()  # mu.json of a clean walk is unchanged
+    console = Console(record=True, width=200)
+    print_report(report, console)
+    assert "1 points failed and are left out of the fits (first: 1:fc1 σ=0.5: RuntimeError: out of memory)" in \
+        console.export_text()

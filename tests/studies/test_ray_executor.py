@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,3 +138,103 @@ def test_a_plain_evaluation_refuses_an_executor_it_would_not_use(checkpoint: Pat
     assert result.exit_code == 1
     assert "--executor goes with --guided-reps, --uniform-reps or --compare-reps" in result.output
     assert "Traceback" not in result.output
+
+
+def _flaky(folder: Path, **options: object):  # noqa: ANN202
+    import flaky_study
+
+    ray.cloudpickle.register_pickle_by_value(flaky_study)  # workers do not have tests/ on their path
+    return flaky_study.FlakyStudy(folder, **options)  # type: ignore[arg-type]
+
+
+def test_a_flaky_point_is_retried_on_ray_and_one_that_always_fails_is_recorded(local_ray: None,
+                                                                              tmp_path: Path) -> None:
+    from hil.errors import StudyError
+
+    study = _flaky(tmp_path, fails={1: 1, 3: -1})
+    with ResultStore(tmp_path / "store.sqlite") as store:
+        experiment = store.register_experiment({"flaky-ray": 1})
+        with pytest.raises(StudyError, match="1 of 4 points failed after 3 tries"):
+            StudyRun(study, store, experiment, get_executor("ray#workers=1;retries=2")).run(study.points)
+        assert sorted(r.seed for r in store.results(experiment)) == [0, 1, 2]
+        (failure,) = store.failures(experiment)
+        assert failure.key == study.key(3) and failure.attempts == 3
+        assert failure.error == "RuntimeError: point 3 broke on try 3"
+    assert (study.tries(1), study.tries(3)) == (2, 3)
+
+
+def test_a_hil_error_on_a_worker_stops_the_study(local_ray: None, tmp_path: Path) -> None:
+    study = _flaky(tmp_path, n=2, fatal=0)
+    with ResultStore(tmp_path / "store.sqlite") as store:
+        experiment = store.register_experiment({"fatal-ray": 1})
+        with pytest.raises(ConfigError, match="point 0 needs a fix"):
+            StudyRun(study, store, experiment, get_executor("ray#workers=1")).run(study.points)
+        assert store.failures(experiment) == [] and study.tries(0) == 1
+
+
+def test_gpus_per_point_on_a_cluster_without_gpus_is_one_line(local_ray: None, checkpoint: Path,
+                                                               tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["walk", "--checkpoint", str(checkpoint), "--sites", "1:fc1", "--executor",
+                                      "ray#workers=1", "--gpus-per-point", "0.5", "--out", str(tmp_path / "w")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "--gpus-per-point 0.5 asks for GPUs the Ray cluster does not have" in result.stderr
+    assert not (tmp_path / "w" / "results.sqlite").exists() or _count(tmp_path / "w" / "results.sqlite") == 0
+
+
+def _count(store: Path) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(store, timeout=5) as connection:
+            return int(connection.execute("SELECT COUNT(*) FROM points").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+def test_ray_address_and_gpus_need_the_ray_executor(checkpoint: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["walk", "--checkpoint", str(checkpoint), "--ray-address", "auto",
+                                      "--gpus-per-point", "1", "--out", str(tmp_path / "w")])
+    assert result.exit_code == 1
+    assert "--ray-address and --gpus-per-point go with --executor ray" in result.stderr
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL of a process group is POSIX")
+def test_driver_and_workers_killed_with_sigkill_lose_and_duplicate_nothing(checkpoint: Path, tmp_path: Path) -> None:
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    args = ["walk", "--checkpoint", str(checkpoint), "--sites", "1:fc1,5:fc3", "--sigmas", "log:1e-2:1e2:20",
+            "--repeats", "3", "--naive", "--json"]
+    total = 2 * 20 * 3
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "disabled"}
+    killed = tmp_path / "killed"
+    ray_run = [sys.executable, "-m", "hil", *args, "--executor", "ray#workers=1", "--out", str(killed)]
+    # its own session: the SIGKILL below takes the driver and every Ray process it started (workers included)
+    process = subprocess.Popen(ray_run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                               start_new_session=True)
+    deadline = time.monotonic() + 180
+    while _count(killed / "results.sqlite") < 10 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    at_kill = _count(killed / "results.sqlite")
+    assert 10 <= at_kill < total, f"kill landed at {at_kill} of {total} points; the run was not interrupted"
+
+    rerun = subprocess.run(ray_run, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    local = subprocess.run([sys.executable, "-m", "hil", *args, "--out", str(tmp_path / "local")],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert local.returncode == 0, local.stderr
+
+    def points(folder: Path) -> list[tuple]:
+        with sqlite3.connect(folder / "results.sqlite") as connection:
+            return sorted(connection.execute(
+                "SELECT site, sigma_add, sigma_mul, repeat, accuracy, seed FROM points").fetchall())
+
+    resumed = points(killed)
+    assert len(resumed) == total == len({r[:4] for r in resumed})
+    assert resumed == points(tmp_path / "local")
+    assert json.loads(rerun.stdout)["sites"] == json.loads(local.stdout)["sites"]
