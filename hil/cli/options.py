@@ -28,6 +28,8 @@ RayAddress = Annotated[str | None, typer.Option(
 GpusPerPoint = Annotated[float | None, typer.Option(
     "--gpus-per-point", min=0, help="GPUs Ray reserves for each study point (0.25: four share a GPU); with "
                                     "--executor ray on a cluster that has GPUs.")]
+Track = Annotated[str | None, typer.Option(
+    "--track", help="Log the run to MLflow: mlflow (./mlruns/mlflow.db) or mlflow:URI; needs the track extra.")]
 DataDir = Annotated[str | None, typer.Option("--data-dir", help="Folder with dataset files.")]
 FoldBn = Annotated[bool, typer.Option(
     "--fold-bn", help="Fold BatchNorm into the Linear/Conv before it, as an analog deployment runs it "

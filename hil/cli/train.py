@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,6 +17,7 @@ from hil.cli.options import (
     SigmaAdd,
     SigmaMul,
     Sites,
+    Track,
     noise_flags,
 )
 from hil.errors import ConfigError
@@ -56,6 +57,7 @@ def train(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a checkpoint at --out.")] = False,
     epoch_checkpoints: Annotated[bool, typer.Option(
         "--epoch-checkpoints/--no-epoch-checkpoints", help="Write out/epochs/epoch-NNNN each epoch.")] = True,
+    track: Track = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train a model with noise at its sites; prints clean and noisy test accuracy."""
@@ -89,11 +91,20 @@ def train(
 
             base = {**fine_tune_defaults(init), **base, "init": str(init)}
         run = merge_config(base, {**flags, "noise": noise_settings})
+    from hil.tracking import open_tracker
     from hil.training import train as train_run
 
-    with TrainProgress(stderr) as progress:
-        result = train_run(run, out, resume_from=resume, overwrite=overwrite, progress=progress,
+    with open_tracker(track, "hil train", f"train {run.model} {run.dataset}", warn=stderr.print) as tracker, \
+            TrainProgress(stderr) as progress:
+        if tracker is not None:
+            tracker.log_params({"kind": "train", **run.to_dict()})
+        result = train_run(run, out, resume_from=resume, overwrite=overwrite,
+                           progress=progress if tracker is None else TrackedProgress(progress, tracker),
                            keep_epochs=epoch_checkpoints)
+        if tracker is not None:
+            tracker.log_metrics({"clean_accuracy": result.clean_accuracy,
+                                 "noisy_accuracy": None if result.noisy is None else result.noisy.mean})
+            tracker.log_artifact(result.path / "metadata.json")
     used = result.noise or run.noise
     summary = {"checkpoint": str(result.path), "clean_accuracy": result.clean_accuracy,
                "noisy_accuracy": None if result.noisy is None else result.noisy.to_dict(),
@@ -107,3 +118,22 @@ def train(
         stdout.print(f"noisy test accuracy: {result.noisy.mean:.2%} ± {result.noisy.std:.2%} "
                      f"({where}, {result.noisy.repeats} draws)")
     stdout.print(f"checkpoint: {result.path}")
+
+
+class TrackedProgress:
+    """The progress bar, with each finished epoch's metrics also logged to the tracker."""
+
+    def __init__(self, bar: Any, tracker: Any) -> None:
+        self.bar, self.tracker = bar, tracker
+
+    def start(self, epochs: int, steps_per_epoch: int, first_epoch: int) -> None:
+        self.bar.start(epochs, steps_per_epoch, first_epoch)
+
+    def step(self, epoch: int, loss: float) -> None:
+        self.bar.step(epoch, loss)
+
+    def epoch_done(self, record: Any) -> None:
+        self.bar.epoch_done(record)
+        self.tracker.log_metrics({"loss": record.loss, "train_accuracy": record.train_accuracy,
+                                  "test_accuracy": record.test_accuracy, "lr": record.lr,
+                                  "epoch_seconds": record.seconds}, step=record.epoch)

@@ -19,6 +19,7 @@ from hil.cli.options import (
     JsonFlag,
     Preprocess,
     RayAddress,
+    Track,
     executor_spec,
     parse_sites,
 )
@@ -49,6 +50,16 @@ def print_report(report: Any, console: Console) -> None:
         console.print(f"[yellow]{len(report.failed)} points failed and are left out of the fits (first: "
                       f"{first.key.site} σ={first.key.sigma_add or first.key.sigma_mul:g}: {first.error}); rerun "
                       f"the walk to retry them[/]")
+
+
+def log_walk(tracker: Any, report: Any, folder: Path) -> None:
+    """A walk's μ per site (with its interval) as metrics, mu.json and the store as artifacts."""
+    for site in report.sites:
+        if site.fit.status == "ok":
+            tracker.log_metrics({f"mu/{site.label}": site.fit.mu, f"mu_low/{site.label}": site.fit.mu_low,
+                                 f"mu_high/{site.label}": site.fit.mu_high})
+    tracker.log_metrics({"failed_points": len(report.failed)})
+    tracker.log_artifact(folder / "mu.json")
 
 
 def _placement(checkpoint: Path | None, backend: str, out: Path | None, repeats: int, seed: int,
@@ -180,6 +191,7 @@ def walk(
         "--attenuations", help="--snr: the k grid (≥ 1), e.g. 1,2,4,8 or log:1:32:11.")] = None,
     profile: Annotated[Path | None, typer.Option(
         "--profile", help="--snr: calibration profile for σ units (default: the backend's own).")] = None,
+    track: Track = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print mu.json content on stdout.")] = False,
 ) -> None:
     """Walking Noise: accuracy vs σ per site, midpoint μ with 95 % intervals (resumable)."""
@@ -223,7 +235,13 @@ def walk(
     spec = SweepSpec(noise=noise, sigmas=grid, sites=site_spec, repeats=repeats, seed=seed,
                      mixed_ratio=mixed_ratio, batch_size=batch_size, cached_prefix=not naive,
                      mul_sigmas=parse_sigmas(mul_sigmas) if heatmap else ())
-    with ProgressBar(stderr) as bar:
+    from hil.tracking import open_tracker
+
+    name = f"walk {checkpoint}" if checkpoint is not None else f"walk-train {model} {dataset}"
+    with open_tracker(track, "hil walk", name, warn=stderr.print) as tracker, ProgressBar(stderr) as bar:
+        if tracker is not None:
+            tracker.log_params({"kind": "walk", "checkpoint": str(checkpoint), "backend": backend,
+                                "sweep": spec.to_dict()})
         if checkpoint is not None:
             folder = out or Path(f"{checkpoint}-walk")
             plan = None
@@ -244,6 +262,8 @@ def walk(
                                backend=backend, preprocess=preprocess or DEFAULT_PREPROCESS)
             report = walk_training(base, spec, folder, progress=bar.points,
                                    executor=executor_spec(executor, ray_address, gpus_per_point))
+        if tracker is not None:
+            log_walk(tracker, report, folder)
     if as_json:
         emit_json(report.to_dict())
         return
