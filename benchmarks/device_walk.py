@@ -13,40 +13,28 @@ emulator in its own process over a pseudo-terminal (AMVM/1), as ``hil demo`` run
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
+from emulated_device import calibrated_chip, device_flags
+
 from hil.backends.device.emulator import EmulatorProcess
-from hil.calibration.design import CalibrationDesign
-from hil.calibration.job import calibrate
-from hil.calibration.profile import write_profile
 from hil.config import TrainConfig
 from hil.guided.compare import evaluate_repetitions
 from hil.noise import NoiseSpec
 from hil.studies.placement import place_checkpoint
 from hil.training import train
 
-DEVICE = ("sigma_add = {sigma_add}\nsigma_mul = 0.02\ngain_spread = 0.05\noffset_spread = 0.02\n"
-          "dac_bits = 8\nadc_bits = 8\nseed = 11\n")
-
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="lenet5")
-    parser.add_argument("--sigma-add", type=float, default=1.5)
-    parser.add_argument("--draws", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser = device_flags(__doc__, sigma_add=1.5, draws=5)
     parser.add_argument("--budget", type=int, default=2)
     parser.add_argument("--compare-draws", type=int, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        config = root / "device.toml"
-        config.write_text(DEVICE.format(sigma_add=args.sigma_add))
-        calibration = calibrate("sim", CalibrationDesign(samples=10_000), emulator_config=str(config))
-        profile = write_profile(calibration.profile, root / "profile.toml")
+        config, profile = calibrated_chip(root, args.sigma_add)
         train(TrainConfig(model=args.model, dataset="mnist5k", epochs=args.epochs), root / "net", keep_epochs=False)
         with EmulatorProcess("--port", "pty", "--config", str(config)) as emulator:
             device = f"device:serial:{emulator.address}#calibration={profile}"

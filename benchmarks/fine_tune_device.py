@@ -14,25 +14,19 @@ emulator in its own process over a pseudo-terminal (AMVM/1).
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from emulated_device import calibrated_chip, device_flags
 from scipy import stats
 
 from hil.backends.device.emulator import EmulatorProcess
-from hil.calibration.design import CalibrationDesign
-from hil.calibration.job import calibrate
-from hil.calibration.profile import write_profile
 from hil.config import TrainConfig
 from hil.evaluation_job import evaluate_checkpoint
 from hil.noise import NoiseSpec
 from hil.training import train
-
-DEVICE = ("sigma_add = {sigma_add}\nsigma_mul = 0.02\ngain_spread = 0.05\noffset_spread = 0.02\n"
-          "dac_bits = 8\nadc_bits = 8\nseed = 11\n")
 
 
 def welch(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, float, float]:
@@ -47,20 +41,13 @@ def welch(a: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, float, flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="lenet5")
-    parser.add_argument("--sigma-add", type=float, default=0.7)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser = device_flags(__doc__, sigma_add=0.7, draws=8)
     parser.add_argument("--tune-epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--draws", type=int, default=8)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        config = root / "device.toml"
-        config.write_text(DEVICE.format(sigma_add=args.sigma_add))
-        profile = write_profile(calibrate("sim", CalibrationDesign(samples=10_000), emulator_config=str(config))
-                                .profile, root / "profile.toml")
+        config, profile = calibrated_chip(root, args.sigma_add)
         twin = f"twin:{profile}"
         starts = {"twin-trained": twin, "clean-trained": "sim"}
         for name, backend in starts.items():

@@ -13,23 +13,18 @@ and the twin's intervals overlap, and the seconds each took.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
 
+from emulated_device import calibrated_chip, device_flags
+
 from hil.backends.device.emulator import EmulatorProcess
-from hil.calibration.design import CalibrationDesign
-from hil.calibration.job import calibrate
-from hil.calibration.profile import write_profile
 from hil.config import TrainConfig
 from hil.studies.snr import DEFAULT_ATTENUATIONS, snr_walk_checkpoint
 from hil.studies.walk import walk_checkpoint
 from hil.training import train
 from hil.walking.sweep import SweepSpec
-
-DEVICE = ("sigma_add = {sigma_add}\nsigma_mul = 0.02\ngain_spread = 0.05\noffset_spread = 0.02\n"
-          "dac_bits = 8\nadc_bits = 8\nseed = 11\n")
 
 
 def _mu(fit) -> str:  # noqa: ANN001
@@ -39,18 +34,10 @@ def _mu(fit) -> str:  # noqa: ANN001
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="lenet5")
-    parser.add_argument("--sigma-add", type=float, default=0.3)
-    parser.add_argument("--draws", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=10)
-    args = parser.parse_args()
+    args = device_flags(__doc__, sigma_add=0.3, draws=3).parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        config = root / "device.toml"
-        config.write_text(DEVICE.format(sigma_add=args.sigma_add))
-        calibration = calibrate("sim", CalibrationDesign(samples=10_000), emulator_config=str(config))
-        profile = write_profile(calibration.profile, root / "profile.toml")
+        config, profile = calibrated_chip(root, args.sigma_add)
         train(TrainConfig(model=args.model, dataset="mnist5k", epochs=args.epochs), root / "net", keep_epochs=False)
         with EmulatorProcess("--port", "pty", "--config", str(config)) as emulator:
             device = f"device:serial:{emulator.address}#calibration={profile}"

@@ -9,9 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hil.backends.device.backend import DeviceBackend
-from hil.calibration.design import CalibrationDesign
-from hil.calibration.job import calibrate, open_calibration_device
-from hil.calibration.profile import write_profile
+from hil.calibration.job import open_calibration_device
 from hil.cli import app
 from hil.errors import ConfigError
 from hil.studies.placement import ALL_LAYERS, place_checkpoint
@@ -20,12 +18,8 @@ DEVICE = "sigma_add = 1.5\nsigma_mul = 0.02\ngain_spread = 0.05\noffset_spread =
 
 
 @pytest.fixture(scope="module")
-def device(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("placement")
-    config = folder / "device.toml"
-    config.write_text(DEVICE)
-    profile = calibrate("sim", CalibrationDesign(samples=4000), emulator_config=str(config)).profile
-    return config, write_profile(profile, folder / "profile.toml")
+def device(calibrated_device) -> tuple[Path, Path]:  # noqa: ANN001
+    return calibrated_device(DEVICE, "placement")
 
 
 def test_twin_placement_gives_a_drop_per_layer_and_resumes(checkpoint: Path, device, tmp_path: Path) -> None:  # noqa: ANN001

@@ -12,9 +12,8 @@ from typer.testing import CliRunner
 
 from hil.backends.base import AttenuatesInputs, SiteCall
 from hil.backends.device.backend import DeviceBackend
-from hil.calibration.design import CalibrationDesign
-from hil.calibration.job import calibrate, open_calibration_device
-from hil.calibration.profile import read_profile, write_profile
+from hil.calibration.job import open_calibration_device
+from hil.calibration.profile import read_profile
 from hil.cli import app
 from hil.errors import ConfigError
 from hil.noise import SiteNoise
@@ -24,12 +23,8 @@ DEVICE = "sigma_add = 0.3\nsigma_mul = 0.02\ngain_spread = 0.05\noffset_spread =
 
 
 @pytest.fixture(scope="module")
-def device(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("snr")
-    config = folder / "device.toml"
-    config.write_text(DEVICE)
-    profile = calibrate("sim", CalibrationDesign(samples=4000), emulator_config=str(config)).profile
-    return config, write_profile(profile, folder / "profile.toml")
+def device(calibrated_device) -> tuple[Path, Path]:  # noqa: ANN001
+    return calibrated_device(DEVICE, "snr")
 
 
 def _hardware(device: tuple[Path, Path]) -> DeviceBackend:

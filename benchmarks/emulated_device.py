@@ -1,0 +1,37 @@
+"""What the device benchmarks share: the emulated chip, its calibration, and their common flags.
+
+The chip: hidden per-column gains (5 % spread) and offsets (2 %), σa (a flag), σm 0.02, 8-bit DAC and ADC,
+seed 11. Imported by ``snr_walk.py``, ``device_walk.py`` and ``fine_tune_device.py`` (run from this folder's
+parent as ``python benchmarks/NAME.py``, so this module is on the path).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hil.calibration.design import CalibrationDesign
+from hil.calibration.job import calibrate
+from hil.calibration.profile import write_profile
+
+DEVICE = ("sigma_add = {sigma_add}\nsigma_mul = 0.02\ngain_spread = 0.05\noffset_spread = 0.02\n"
+          "dac_bits = 8\nadc_bits = 8\nseed = 11\n")
+CALIBRATION_SAMPLES = 10_000
+
+
+def device_flags(doc: str, *, sigma_add: float, draws: int, epochs: int = 10) -> argparse.ArgumentParser:
+    """A parser with the flags every device benchmark takes: --model, --sigma-add, --draws, --epochs."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--model", default="lenet5")
+    parser.add_argument("--sigma-add", type=float, default=sigma_add, help="the chip's hidden σa")
+    parser.add_argument("--draws", type=int, default=draws)
+    parser.add_argument("--epochs", type=int, default=epochs, help="epochs of the network's training")
+    return parser
+
+
+def calibrated_chip(root: Path, sigma_add: float) -> tuple[Path, Path]:
+    """Write the chip's device file under ``root``, calibrate it in-process → (device file, profile)."""
+    config = root / "device.toml"
+    config.write_text(DEVICE.format(sigma_add=sigma_add))
+    calibration = calibrate("sim", CalibrationDesign(samples=CALIBRATION_SAMPLES), emulator_config=str(config))
+    return config, write_profile(calibration.profile, root / "profile.toml")
