@@ -35,6 +35,8 @@ STRATEGIES: tuple[str, ...] = ("none", "uniform", "guided-1/mu", "guided-greedy"
 """Strategies in table order."""
 PLACEMENT_STRATEGY = "guided-placement"
 """Executions ∝ √(drop) from a placement walk on the hardware (`allocate_sqrt_drop`)."""
+SNR_STRATEGY = "guided-snr"
+"""The greedy rule on the accuracy-vs-σ curves an SNR walk measured on the hardware, each layer at its own σ."""
 ALLOCATORS = {"greedy": "guided-greedy", "inverse-mu": "guided-1/mu"}
 """``--allocator`` value → strategy name."""
 COSTS: tuple[str, ...] = ("executions", "macs")
@@ -101,13 +103,14 @@ class Allocation:
 
 def plan_allocations(strategies: Sequence[str], sites: Sequence[SiteCost], budget: int, *,
                      sensitivity: Sequence[SiteSensitivity] | None = None, drops: Sequence[float] | None = None,
-                     sigma: float | Sequence[float] = 0.0,
+                     sigma: float | Sequence[float] = 0.0, snr: SnrCurves | None = None,
                      cost: str = "executions", num_classes: int = 10, clean_macs: int = 0) -> list[Allocation]:
     """Executions per site for each strategy at budget r̄ (n_t = L·r̄ executions).
 
     ``guided-greedy`` spends the same cost as ``uniform`` would: L·r̄ executions with
     ``cost="executions"``, r̄·Σ c_i with ``cost="macs"``; ``guided-1/mu`` is the paper's rule and
-    always spends n_t executions.
+    always spends n_t executions. ``guided-snr`` is the greedy rule on ``snr``: the hardware's own
+    curves, each layer at the σ it has natively (n_t executions).
 
     Raises:
         ConfigError: Unknown strategy or cost; guided strategy without sensitivities; bad budget.
@@ -122,8 +125,16 @@ def plan_allocations(strategies: Sequence[str], sites: Sequence[SiteCost], budge
     chance = 1.0 / num_classes
     plans = []
     for strategy in strategies:
-        if strategy not in (*STRATEGIES, PLACEMENT_STRATEGY):
+        if strategy not in (*STRATEGIES, PLACEMENT_STRATEGY, SNR_STRATEGY):
             raise ConfigError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+        if strategy == SNR_STRATEGY:
+            if snr is None:
+                raise ConfigError(f"{strategy} needs an SNR walk: pass its folder (hil walk --snr)")
+            executions = allocate_greedy(snr.curves, snr.sigma, float(count * budget), chance=chance)
+            clean = max(c(0.0) for c in snr.curves)
+            predicted = predict_accuracy(snr.curves, executions, snr.sigma, clean=clean, chance=chance)
+            plans.append(Allocation(strategy, tuple(sites), executions, predicted, clean_macs))
+            continue
         if strategy == PLACEMENT_STRATEGY:
             if drops is None:
                 raise ConfigError(f"{strategy} needs a placement walk: pass its folder (hil walk --placement)")
@@ -277,6 +288,55 @@ def _with_walk_sigma(noise: NoiseSpec, sensitivity: Sensitivity) -> tuple[NoiseS
     return changed, f"global μ of the walk ({mu:.4g})"
 
 
+@dataclass(frozen=True)
+class SnrCurves:
+    """An SNR walk as the greedy rule reads it: per noisy layer, accuracy vs σ and the layer's native σ."""
+
+    curves: tuple[Any, ...]
+    sigma: tuple[float, ...]
+
+
+def load_snr(folder: str | os.PathLike[str], layers: Sequence[str], *, num_classes: int,
+             n_samples: int) -> SnrCurves | None:
+    """The curves of ``layers`` from an SNR walk folder (``snr.json``), or None when it is not one.
+
+    Each curve is refitted from the stored means (clean accuracy at σ = 0, then σ_eff(k)) as the walk fitted
+    it; without a usable fit the means are interpolated (`SiteSensitivity.predict`).
+
+    Raises:
+        ConfigError: An ``snr.json`` that cannot be read, or one without a row for one of ``layers``.
+    """
+    import json
+
+    from hil.walking.fit import fit_midpoint
+
+    path = Path(folder) / "snr.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        clean = float(data["clean"])
+        rows = {str(row["layer"]): row for row in data["layers"]}
+        table = {layer: ([0.0] + [float(p["sigma"]) for p in row["curve"]],
+                         [clean] + [float(p["accuracy"]) for p in row["curve"]],
+                         [0.0] + [float(p["sem"]) for p in row["curve"]],
+                         math.hypot(float(row["sigma_native"]), float(row["sigma_dac"])))
+                 for layer, row in rows.items()}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"cannot read the SNR walk {path} ({error}); rerun hil walk --snr") from None
+    missing = [layer for layer in layers if layer not in table]
+    if missing:
+        raise ConfigError(f"the SNR walk has no row for {', '.join(missing)}; it was run on another network — "
+                          f"rerun hil walk --snr on this checkpoint")
+    curves, sigma = [], []
+    for layer in layers:
+        sigmas, means, sems, native = table[layer]
+        fit = fit_midpoint(sigmas, means, sems, num_classes=num_classes, n_samples=n_samples)
+        curves.append(SiteSensitivity(layer, tuple(sigmas), tuple(means), fit).predict)
+        sigma.append(native)
+    return SnrCurves(tuple(curves), tuple(sigma))
+
+
 def load_placement(folder: str | os.PathLike[str]) -> dict[str, float] | None:
     """Layer → measured drop from a placement walk folder (``placement.json``), or None when it is not one.
 
@@ -326,16 +386,18 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
     from hil.studies.repetitions import RepetitionStudy
 
     placement = load_placement(walk) if walk is not None else None
+    snr_walk = walk is not None and placement is None and (Path(walk) / "snr.json").is_file()
     if walk is None and noise.is_clean:
         raise ConfigError("give --sigma-add or --sigma-mul (or a walk folder to take the global μ from)")
     sigma_source = "given"
     sensitivity = None
-    if placement is not None:
-        strategies = tuple(dict.fromkeys(PLACEMENT_STRATEGY if s.startswith("guided") else s for s in strategies))
+    if placement is not None or snr_walk:
+        hardware = PLACEMENT_STRATEGY if placement is not None else SNR_STRATEGY
+        strategies = tuple(dict.fromkeys(hardware if s.startswith("guided") else s for s in strategies))
         if noise.is_clean:  # the hardware brings its own noise to Linear/Conv sites; σ only marks them noisy
             noise, sigma_source = NoiseSpec(sigma_add=1.0, sites="matmul"), "the hardware's own (Linear/Conv sites)"
     kind = _noise_kind(noise)
-    if walk is not None and placement is None:
+    if walk is not None and placement is None and not snr_walk:
         sensitivity = load_sensitivity(walk, kind)
         noise, sigma_source = _with_walk_sigma(noise, sensitivity)
     with open_run(checkpoint, backend, noise, data_dir=data_dir, fold_bn=fold_bn) as run:
@@ -349,13 +411,18 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
             model_name = loaded.run.model.name
             site_curves = sensitivity.for_sites([s.name for s in noisy_sites], [s.name for s in noisy.sites],
                                                 model_name)
-        drops = None
-        if placement is not None:
+        drops, snr = None, None
+        if placement is not None or snr_walk:
             from hil.backends.base import PlacesLayers
 
             if not isinstance(run.backend, PlacesLayers):
-                raise ConfigError("repetitions guided by a placement walk run on the hardware it measured: give "
-                                  "--backend device:… or twin:…")
+                raise ConfigError(f"repetitions guided by a {'placement' if placement is not None else 'SNR'} walk "
+                                  f"run on the hardware it measured: give --backend device:… or twin:…")
+        if snr_walk:
+            assert walk is not None
+            snr = load_snr(walk, [s.name for s in noisy_sites], num_classes=data.num_classes,
+                           n_samples=len(data.test_y))
+        if placement is not None:
             missing = [s.name for s in noisy_sites if s.name not in placement]
             if missing:
                 raise ConfigError(f"the placement walk has no drop for {', '.join(missing)}; it was run on another "
@@ -363,7 +430,7 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
             drops = [placement[s.name] for s in noisy_sites]
         sigma = [n.sigma_mul if kind == "mul" else n.sigma_add for n in plan if not n.is_clean]
         allocations = plan_allocations(strategies, noisy_sites, budget, sensitivity=site_curves, drops=drops,
-                                       sigma=sigma,
+                                       sigma=sigma, snr=snr,
                                        cost=cost, num_classes=data.num_classes, clean_macs=clean_macs)
         plans = [(a.strategy, noise.with_overrides(*a.overrides())) for a in allocations]
         study = RepetitionStudy(noisy, data.test_x, data.test_y, plans, draws=repeats, seed=seed,

@@ -106,3 +106,28 @@ def test_cli_snr_table_and_flag_errors(checkpoint: Path, device: tuple[Path, Pat
         assert bad.exit_code == 1 and message in bad.output and "Traceback" not in bad.output
     stray = runner.invoke(app, ["walk", "--checkpoint", str(checkpoint), "--attenuations", "1,2"])
     assert stray.exit_code == 1 and "go with --snr" in stray.output
+
+
+def test_repetitions_guided_by_an_snr_walk_follow_its_curves(checkpoint: Path, device: tuple[Path, Path],
+                                                              tmp_path: Path) -> None:
+    from hil.guided.compare import evaluate_repetitions, load_snr
+    from hil.noise import NoiseSpec
+
+    twin = f"twin:{device[1]}"
+    walked = snr_walk_checkpoint(checkpoint, twin, tmp_path / "s", draws=2)
+    report = evaluate_repetitions(checkpoint, ("none", "uniform", "guided-greedy"), budget=2, noise=NoiseSpec(),
+                                  walk=tmp_path / "s", backend=twin, repeats=2)
+    assert [s.allocation.strategy for s in report.strategies] == ["none", "uniform", "guided-snr"]
+    guided = report.strategies[-1].allocation
+    assert sum(guided.executions) == 2 * len(guided.executions) and min(guided.executions) >= 1
+    assert 0 < guided.predicted <= 1
+    # the layer whose native σ sits closest below its μ (most accuracy to win back) gets the most executions
+    layers = [site.name for site in guided.sites]
+    curves = load_snr(tmp_path / "s", layers, num_classes=10, n_samples=359)
+    assert curves is not None and [round(s, 9) for s in curves.sigma] == [
+        round(next(r.sigma.total for r in walked.layers if r.layer == name), 9) for name in layers]
+    gains = [curve(sigma / 2) - curve(sigma) for curve, sigma in zip(curves.curves, curves.sigma, strict=True)]
+    assert guided.executions[gains.index(max(gains))] == max(guided.executions)
+    with pytest.raises(ConfigError, match="run on the hardware it measured"):
+        evaluate_repetitions(checkpoint, ("uniform", "guided-greedy"), budget=2, noise=NoiseSpec(sigma_add=0.1),
+                             walk=tmp_path / "s", backend="sim", repeats=2)
