@@ -8,7 +8,9 @@
 5. evaluate none / uniform / guided-1/μ / guided-greedy repetitions *through the device*
    (gain/offset corrected with the profile), paired draws; then the paper's setting on the Gaussian model
    (``sim``, σa = the global μ at every site: 002 Table 3) and what that model predicts for the device's
-   noise, so the report can say whether guidance carried over to the device and, if not, why;
+   noise, so the report can say whether guidance carried over to the device and, if not, why; then an SNR
+   walk *on the device* (each layer alone, its input range attenuated: μ per layer measured on the chip)
+   and the repetitions it guides (``guided-snr``) against uniform, again on the device;
 6. write ``report.md`` linking every table and plot.
 """
 
@@ -46,6 +48,8 @@ class DemoSettings:
     budget: int = 2
     draws: int = 5
     paper_draws: int = 10
+    snr_draws: int = 2
+    snr_attenuations: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 
 
 def run_demo(out: str | os.PathLike[str], settings: DemoSettings = DemoSettings(), *,
@@ -63,6 +67,7 @@ def run_demo(out: str | os.PathLike[str], settings: DemoSettings = DemoSettings(
     from hil.config import TrainConfig
     from hil.guided.compare import STRATEGIES, evaluate_repetitions
     from hil.noise import NoiseSpec
+    from hil.studies.snr import snr_walk_checkpoint
     from hil.studies.walk import walk_checkpoint
     from hil.training import train
     from hil.walking.grid import default_sigmas
@@ -115,6 +120,14 @@ def run_demo(out: str | os.PathLike[str], settings: DemoSettings = DemoSettings(
                                           walk=walk, backend=backend, repeats=settings.draws)
         done()
 
+        done = timed("5c/6 SNR walk on the device (each layer alone, input attenuated) and the repetitions it guides")
+        device_walk = snr_walk_checkpoint(folder / "mlp", backend, folder / "snr", profile=profile_path,
+                                          attenuations=settings.snr_attenuations, draws=settings.snr_draws)
+        device_guided = evaluate_repetitions(folder / "mlp", ("uniform", "guided-greedy"), budget=settings.budget,
+                                             noise=NoiseSpec(), walk=folder / "snr", backend=backend,
+                                             repeats=settings.draws)
+        done()
+
     done = timed("5b/6 the same question on the Gaussian model: the paper's setting and the device's noise")
     paper_setting = evaluate_repetitions(folder / "mlp", ("uniform", "guided-1/mu"), budget=settings.budget,
                                          noise=NoiseSpec(), walk=walk, backend="sim", repeats=settings.paper_draws)
@@ -132,9 +145,11 @@ def run_demo(out: str | os.PathLike[str], settings: DemoSettings = DemoSettings(
                         "sites": {s.site: s.fit.mu for s in per_site.sites}},
                "repetitions": comparison.to_dict(), "paper_setting": paper_setting.to_dict(),
                "model_of_device": model_of_device.to_dict(),
-               "verdict": _verdict(comparison, paper_setting, model_of_device), "seconds": timings}
+               "device_walk": device_walk.to_dict(), "device_guided": device_guided.to_dict(),
+               "verdict": [*_verdict(comparison, paper_setting, model_of_device), _device_verdict(device_guided)],
+               "seconds": timings}
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
-    (folder / "report.md").write_text(_report(summary, calibration, per_site, comparison))
+    (folder / "report.md").write_text(_report(summary, calibration, per_site, comparison, device_walk, device_guided))
     done()
     return summary
 
@@ -168,11 +183,19 @@ def _verdict(device: Any, paper: Any, model: Any) -> list[str]:
     return lines
 
 
+def _device_verdict(guided: Any) -> str:
+    """One sentence: did repetitions guided by the walk on the device beat uniform there."""
+    diff = _difference(guided, "guided-snr")
+    outcome = "beat" if diff.low > 0 else "do not beat"
+    return f"Guided by the SNR walk on the device (guided-snr), repetitions {outcome} uniform there: {_points(diff)}."
+
+
 def _plain(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else str(value)
 
 
-def _report(summary: dict[str, Any], calibration: Any, walk: Any, comparison: Any) -> str:
+def _report(summary: dict[str, Any], calibration: Any, walk: Any, comparison: Any, device_walk: Any,
+            device_guided: Any) -> str:
     est = calibration.profile.estimates
     truth = summary["device"]["truth"]
     lines = ["# hil demo report", "",
@@ -216,6 +239,19 @@ def _report(summary: dict[str, Any], calibration: Any, walk: Any, comparison: An
               "| strategy | accuracy | executions per site |", "|---|---|---|"]
     for row in paper["strategies"]:
         lines.append(f"| {row['strategy']} | {row['accuracy']['mean']:.1%} | {list(row['executions'].values())} |")
+    lines += ["", "### Guided by a walk on the device", "",
+              f"SNR walk on the device: each Linear layer alone on the chip with its input range attenuated by k "
+              f"({', '.join(f'{point[0]:g}' for point in device_walk.layers[0].curve)}), the rest exact; μ in "
+              f"network units and the k at which the layer alone halves the accuracy.", "",
+              "| layer | native σ | μ [95 % CI] | k at μ |", "|---|---|---|---|"]
+    for row in device_walk.layers:
+        fit = row.fit
+        mu = f"{fit.mu:.3g} [{fit.mu_low:.3g}, {fit.mu_high:.3g}]" if fit.status == "ok" else fit.status
+        lines.append(f"| {row.layer} | {row.sigma.total:.3g} | {mu} | {row.mu_attenuation:.3g} |")
+    lines += ["", "| strategy | accuracy on the device | executions per layer |", "|---|---|---|"]
+    for item in device_guided.strategies:
+        lines.append(f"| {item.allocation.strategy} | {item.result.mean:.1%} ± {item.result.std:.1%} | "
+                     f"{list(item.allocation.executions)} |")
     lines += ["", "### Verdict", "", *summary["verdict"]]
     seconds = summary["seconds"]
     lines += ["", "## Timing", "", *(f"- {name}: {value:.1f} s" for name, value in seconds.items()), ""]

@@ -56,6 +56,11 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     assert summary["verdict"][0].startswith("On the device, guided-1/μ ")
     assert "### Verdict" in report and summary["verdict"][1] in report
     assert summary["verdict"][0] in result.stdout
+    # The walk on the device and the repetitions it guides, compared on the device.
+    assert [row["layer"] for row in summary["device_walk"]["layers"]] == ["1:fc1", "3:fc2", "5:fc3", "7:fc4"]
+    assert [row["strategy"] for row in summary["device_guided"]["strategies"]] == ["uniform", "guided-snr"]
+    assert "### Guided by a walk on the device" in report and summary["verdict"][-1] in report
+    assert summary["verdict"][-1].startswith("Guided by the SNR walk on the device (guided-snr), repetitions ")
     for image in ("calibration/variance.png", "walk/plots/curves.png", "walk/plots/mu.png"):
         assert (out / image).is_file() and image in report
     again = runner.invoke(app, ["demo", "--out", str(out), "--quick"])
