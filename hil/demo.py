@@ -120,7 +120,7 @@ def run_demo(out: str | os.PathLike[str], settings: DemoSettings = DemoSettings(
                                           walk=walk, backend=backend, repeats=settings.draws)
         done()
 
-        done = timed("5c/6 SNR walk on the device (each layer alone, input attenuated) and the repetitions it guides")
+        done = timed("5b/6 SNR walk on the device (each layer alone, input attenuated) and the repetitions it guides")
         device_walk = snr_walk_checkpoint(folder / "mlp", backend, folder / "snr", profile=profile_path,
                                           attenuations=settings.snr_attenuations, draws=settings.snr_draws)
         device_guided = evaluate_repetitions(folder / "mlp", ("uniform", "guided-greedy"), budget=settings.budget,
@@ -128,7 +128,7 @@ def run_demo(out: str | os.PathLike[str], settings: DemoSettings = DemoSettings(
                                              repeats=settings.draws)
         done()
 
-    done = timed("5b/6 the same question on the Gaussian model: the paper's setting and the device's noise")
+    done = timed("5c/6 the same question on the Gaussian model: the paper's setting and the device's noise")
     paper_setting = evaluate_repetitions(folder / "mlp", ("uniform", "guided-1/mu"), budget=settings.budget,
                                          noise=NoiseSpec(), walk=walk, backend="sim", repeats=settings.paper_draws)
     model_of_device = evaluate_repetitions(folder / "mlp", ("none", "uniform"), budget=settings.budget, noise=noise,
