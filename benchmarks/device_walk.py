@@ -17,14 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from emulated_device import calibrated_chip, device_flags
+from emulated_device import chip_with_network, device_flags
 
-from hil.backends.device.emulator import EmulatorProcess
-from hil.config import TrainConfig
 from hil.guided.compare import evaluate_repetitions
 from hil.noise import NoiseSpec
 from hil.studies.placement import place_checkpoint
-from hil.training import train
 
 
 def main() -> None:
@@ -34,10 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        config, profile = calibrated_chip(root, args.sigma_add)
-        train(TrainConfig(model=args.model, dataset="mnist5k", epochs=args.epochs), root / "net", keep_epochs=False)
-        with EmulatorProcess("--port", "pty", "--config", str(config)) as emulator:
-            device = f"device:serial:{emulator.address}#calibration={profile}"
+        with chip_with_network(root, args) as (device, profile):
             started = time.perf_counter()
             on_device = place_checkpoint(root / "net", device, root / "device", draws=args.draws)
             device_seconds = time.perf_counter() - started

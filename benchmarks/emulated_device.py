@@ -8,11 +8,16 @@ parent as ``python benchmarks/NAME.py``, so this module is on the path).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from hil.calibration.design import CalibrationDesign
 from hil.calibration.job import calibrate
 from hil.calibration.profile import write_profile
+from hil.config import TrainConfig
+from hil.training import train
 
 DEVICE = ("sigma_add = {sigma_add}\nsigma_mul = 0.02\ngain_spread = 0.05\noffset_spread = 0.02\n"
           "dac_bits = 8\nadc_bits = 8\nseed = 11\n")
@@ -35,3 +40,18 @@ def calibrated_chip(root: Path, sigma_add: float) -> tuple[Path, Path]:
     config.write_text(DEVICE.format(sigma_add=sigma_add))
     calibration = calibrate("sim", CalibrationDesign(samples=CALIBRATION_SAMPLES), emulator_config=str(config))
     return config, write_profile(calibration.profile, root / "profile.toml")
+
+
+@contextmanager
+def chip_with_network(root: Path, args: Any) -> Iterator[tuple[str, Path]]:
+    """Calibrate the chip, train ``args.model`` clean on mnist5k into ``root/net``, serve the chip over a pty.
+
+    Yields:
+        The device backend spec (gain/offset corrected with the profile) and the profile's path.
+    """
+    from hil.backends.device.emulator import EmulatorProcess
+
+    config, profile = calibrated_chip(root, args.sigma_add)
+    train(TrainConfig(model=args.model, dataset="mnist5k", epochs=args.epochs), root / "net", keep_epochs=False)
+    with EmulatorProcess("--port", "pty", "--config", str(config)) as emulator:
+        yield f"device:serial:{emulator.address}#calibration={profile}", profile

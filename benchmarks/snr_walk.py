@@ -17,13 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from emulated_device import calibrated_chip, device_flags
+from emulated_device import chip_with_network, device_flags
 
-from hil.backends.device.emulator import EmulatorProcess
-from hil.config import TrainConfig
 from hil.studies.snr import DEFAULT_ATTENUATIONS, snr_walk_checkpoint
 from hil.studies.walk import walk_checkpoint
-from hil.training import train
 from hil.walking.sweep import SweepSpec
 
 
@@ -37,10 +34,7 @@ def main() -> None:
     args = device_flags(__doc__, sigma_add=0.3, draws=3).parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        config, profile = calibrated_chip(root, args.sigma_add)
-        train(TrainConfig(model=args.model, dataset="mnist5k", epochs=args.epochs), root / "net", keep_epochs=False)
-        with EmulatorProcess("--port", "pty", "--config", str(config)) as emulator:
-            device = f"device:serial:{emulator.address}#calibration={profile}"
+        with chip_with_network(root, args) as (device, profile):
             started = time.perf_counter()
             on_device = snr_walk_checkpoint(root / "net", device, root / "device", draws=args.draws)
             device_seconds = time.perf_counter() - started
