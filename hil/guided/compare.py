@@ -416,7 +416,7 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
             from hil.backends.base import PlacesLayers
 
             if not isinstance(run.backend, PlacesLayers):
-                raise ConfigError(f"repetitions guided by a {'placement' if placement is not None else 'SNR'} walk "
+                raise ConfigError(f"repetitions guided by {'a placement' if placement is not None else 'an SNR'} walk "
                                   f"run on the hardware it measured: give --backend device:… or twin:…")
         if snr_walk:
             assert walk is not None
