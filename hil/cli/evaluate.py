@@ -64,8 +64,11 @@ def evaluate(
     from hil.noise import NoiseSpec
     from hil.studies.engine import get_executor
 
-    # checked before any work, also where only repetitions use it
-    runner = get_executor(executor_spec(executor, ray_address, gpus_per_point))
+    spec = executor_spec(executor, ray_address, gpus_per_point)
+    if guided_reps is None and uniform_reps is None and compare_reps is None and spec.partition("#")[0] != "local":
+        raise ConfigError("--executor goes with --guided-reps, --uniform-reps or --compare-reps (a plain "
+                          "evaluation runs in this process)")
+    runner = get_executor(spec)  # checked before any work (Ray installed, options valid)
     flags = noise_flags(sigma_add, sigma_mul, order, sites, gradient, executions)
     noise = NoiseSpec.from_dict({k: v for k, v in flags.items() if v is not None})
     if device_layers is not None:
@@ -95,9 +98,6 @@ def evaluate(
         return
     if budget is not None:
         raise ConfigError("--budget goes with --guided-reps or --compare-reps")
-    if runner.name != "local":
-        raise ConfigError("--executor goes with --guided-reps, --uniform-reps or --compare-reps (a plain "
-                          "evaluation runs in this process)")
     from hil.evaluation_job import evaluate_checkpoint
 
     evaluation = evaluate_checkpoint(checkpoint, backend, noise, repeats=repeats or 1, seed=seed,
