@@ -233,7 +233,7 @@ class StudyRun(Generic[Point]):
                 self.progress(len(unit))
         if failed:
             raise StudyError(f"{len(failed)} of {len(pending)} points failed after {failed[0].attempts} "
-                             f"{'try' if failed[0].attempts == 1 else 'tries'} (first: {failed[0].error}); {ran} "
+                             f"{'try' if failed[0].attempts == 1 else 'tries'} (first: {failed[0].error[:300]}); {ran} "
                              f"were stored, the failures are recorded in {self.store.path}: rerun the same "
                              f"command to retry them")
         return ran
