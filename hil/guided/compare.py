@@ -131,11 +131,7 @@ def plan_allocations(strategies: Sequence[str], sites: Sequence[SiteCost], budge
             if snr is None:
                 raise ConfigError(f"{strategy} needs an SNR walk: pass its folder (hil walk --snr)")
             executions = allocate_greedy(snr.curves, snr.sigma, float(count * budget), chance=chance)
-            clean = max(c(0.0) for c in snr.curves)
-            predicted = predict_accuracy(snr.curves, executions, snr.sigma, clean=clean, chance=chance)
-            plans.append(Allocation(strategy, tuple(sites), executions, predicted, clean_macs))
-            continue
-        if strategy == PLACEMENT_STRATEGY:
+        elif strategy == PLACEMENT_STRATEGY:
             if drops is None:
                 raise ConfigError(f"{strategy} needs a placement walk: pass its folder (hil walk --placement)")
             executions = allocate_sqrt_drop(drops, count * budget)
@@ -150,10 +146,11 @@ def plan_allocations(strategies: Sequence[str], sites: Sequence[SiteCost], budge
         else:
             weights = [s.weight(cost) for s in sites]
             executions = allocate_greedy(curves or [], sigma, budget * sum(weights), costs=weights, chance=chance)
+        model, levels = (snr.curves, snr.sigma) if strategy == SNR_STRATEGY and snr is not None else (curves, sigma)
         predicted = math.nan
-        if curves is not None:
-            clean = max(c(0.0) for c in curves)
-            predicted = predict_accuracy(curves, executions, sigma, clean=clean, chance=chance)
+        if model is not None:
+            clean = max(c(0.0) for c in model)
+            predicted = predict_accuracy(model, executions, levels, clean=clean, chance=chance)
         plans.append(Allocation(strategy, tuple(sites), executions, predicted, clean_macs))
     return plans
 
@@ -308,7 +305,7 @@ def load_snr(folder: str | os.PathLike[str], layers: Sequence[str], *, num_class
     """
     import json
 
-    from hil.walking.fit import fit_midpoint
+    from hil.studies.snr import SiteSigma, fit_snr_curve
 
     path = Path(folder) / "snr.json"
     if not path.is_file():
@@ -316,12 +313,11 @@ def load_snr(folder: str | os.PathLike[str], layers: Sequence[str], *, num_class
     try:
         data = json.loads(path.read_text())
         clean = float(data["clean"])
-        rows = {str(row["layer"]): row for row in data["layers"]}
-        table = {layer: ([0.0] + [float(p["sigma"]) for p in row["curve"]],
-                         [clean] + [float(p["accuracy"]) for p in row["curve"]],
-                         [0.0] + [float(p["sem"]) for p in row["curve"]],
-                         math.hypot(float(row["sigma_native"]), float(row["sigma_dac"])))
-                 for layer, row in rows.items()}
+        table = {str(row["layer"]): ([float(p["sigma"]) for p in row["curve"]],
+                                     [float(p["accuracy"]) for p in row["curve"]],
+                                     [float(p["sem"]) for p in row["curve"]],
+                                     SiteSigma(float(row["sigma_native"]), float(row["sigma_dac"])).total)
+                 for row in data["layers"]}
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"cannot read the SNR walk {path} ({error}); rerun hil walk --snr") from None
     missing = [layer for layer in layers if layer not in table]
@@ -330,9 +326,9 @@ def load_snr(folder: str | os.PathLike[str], layers: Sequence[str], *, num_class
                           f"rerun hil walk --snr on this checkpoint")
     curves, sigma = [], []
     for layer in layers:
-        sigmas, means, sems, native = table[layer]
-        fit = fit_midpoint(sigmas, means, sems, num_classes=num_classes, n_samples=n_samples)
-        curves.append(SiteSensitivity(layer, tuple(sigmas), tuple(means), fit).predict)
+        effective, means, sems, native = table[layer]
+        fit = fit_snr_curve(clean, effective, means, sems, num_classes=num_classes, n_samples=n_samples)
+        curves.append(SiteSensitivity(layer, (0.0, *effective), (clean, *means), fit).predict)
         sigma.append(native)
     return SnrCurves(tuple(curves), tuple(sigma))
 

@@ -190,6 +190,13 @@ def site_sigmas(model: torch.nn.Module, inputs: torch.Tensor, card: Any, sites: 
     return found
 
 
+def fit_snr_curve(clean: float, effective: Sequence[float] | np.ndarray, means: Sequence[float] | np.ndarray,
+                  sems: Sequence[float] | np.ndarray, *, num_classes: int, n_samples: int) -> CurveFit:
+    """The logistic fit of a layer's accuracy vs σ_eff, the clean digital accuracy anchoring σ = 0."""
+    return fit_midpoint(np.concatenate([[0.0], effective]), np.concatenate([[clean], means]),
+                        np.concatenate([[0.0], sems]), num_classes=num_classes, n_samples=n_samples)
+
+
 def summarise_snr(results: Sequence[PointResult], sigmas: dict[str, SiteSigma], layers: Sequence[str],
                   clean: float, backend: str, num_classes: int, n_samples: int) -> SnrReport:
     """One fitted row per layer from stored points."""
@@ -201,8 +208,7 @@ def summarise_snr(results: Sequence[PointResult], sigmas: dict[str, SiteSigma], 
         sigma = sigmas[layer]
         ks, means, sems = summarize_repeats([r.key.sigma_add for r in mine], [r.accuracy for r in mine])
         effective = ks * sigma.total
-        fit = fit_midpoint(np.concatenate([[0.0], effective]), np.concatenate([[clean], means]),
-                           np.concatenate([[0.0], sems]), num_classes=num_classes, n_samples=n_samples)
+        fit = fit_snr_curve(clean, effective, means, sems, num_classes=num_classes, n_samples=n_samples)
         curve = tuple((float(k), float(s), float(a), float(e)) for k, s, a, e in zip(ks, effective, means, sems,
                                                                                     strict=True))
         rows.append(LayerSnr(layer, sigma, curve, fit))
