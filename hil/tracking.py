@@ -122,11 +122,16 @@ class MlflowTracker:
             self._guard(partial(self._client.log_batch, self.run_id, params=items[start:start + 100]))
 
     def log_metrics(self, metrics: Mapping[str, float | None], step: int | None = None) -> None:
-        """Log finite numbers (None and NaN are skipped) at ``step``."""
-        for key, value in metrics.items():
-            if value is not None and math.isfinite(value):
-                self._guard(partial(self._client.log_metric, self.run_id, metric_key(key), float(value),
-                                    step=step or 0))
+        """Log finite numbers (None and NaN are skipped) at ``step``, in one batch."""
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(metric_key(key), float(value), now, step or 0) for key, value in metrics.items()
+                 if value is not None and math.isfinite(value)]
+        for start in range(0, len(items), 1000):  # MLflow takes at most 1,000 metrics per batch
+            self._guard(partial(self._client.log_batch, self.run_id, metrics=items[start:start + 1000]))
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         """Copy a file (or a folder's files) into the run's artifacts."""
@@ -138,6 +143,39 @@ class MlflowTracker:
     def finish(self, ok: bool) -> None:
         """End the run as FINISHED or FAILED."""
         self._guard(lambda: self._client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED"))
+
+
+class TrackedProgress:
+    """A training progress display whose finished epochs are also logged to ``tracker`` (per-epoch metrics)."""
+
+    def __init__(self, display: Any, tracker: MlflowTracker) -> None:
+        self.display, self.tracker = display, tracker
+
+    def start(self, epochs: int, steps_per_epoch: int, first_epoch: int) -> None:
+        """Forwarded to the display."""
+        self.display.start(epochs, steps_per_epoch, first_epoch)
+
+    def step(self, epoch: int, loss: float) -> None:
+        """Forwarded to the display."""
+        self.display.step(epoch, loss)
+
+    def epoch_done(self, record: Any) -> None:
+        """Forwarded to the display, and the epoch's metrics logged at step = epoch."""
+        self.display.epoch_done(record)
+        self.tracker.log_metrics({"loss": record.loss, "train_accuracy": record.train_accuracy,
+                                  "test_accuracy": record.test_accuracy, "lr": record.lr,
+                                  "epoch_seconds": record.seconds}, step=record.epoch)
+
+
+def log_walk(tracker: MlflowTracker, report: Any, folder: Path) -> None:
+    """A walk's μ per site with its interval and its failed-point count as metrics, ``mu.json`` as artifact."""
+    metrics: dict[str, float | None] = {"failed_points": len(report.failed)}
+    for site in report.sites:
+        if site.fit.status == "ok":
+            metrics.update({f"mu/{site.label}": site.fit.mu, f"mu_low/{site.label}": site.fit.mu_low,
+                            f"mu_high/{site.label}": site.fit.mu_high})
+    tracker.log_metrics(metrics)
+    tracker.log_artifact(folder / "mu.json")
 
 
 @contextmanager

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -91,7 +91,7 @@ def train(
 
             base = {**fine_tune_defaults(init), **base, "init": str(init)}
         run = merge_config(base, {**flags, "noise": noise_settings})
-    from hil.tracking import open_tracker
+    from hil.tracking import TrackedProgress, open_tracker
     from hil.training import train as train_run
 
     with open_tracker(track, "hil train", f"train {run.model} {run.dataset}", warn=stderr.print) as tracker, \
@@ -118,22 +118,3 @@ def train(
         stdout.print(f"noisy test accuracy: {result.noisy.mean:.2%} ± {result.noisy.std:.2%} "
                      f"({where}, {result.noisy.repeats} draws)")
     stdout.print(f"checkpoint: {result.path}")
-
-
-class TrackedProgress:
-    """The progress bar, with each finished epoch's metrics also logged to the tracker."""
-
-    def __init__(self, bar: Any, tracker: Any) -> None:
-        self.bar, self.tracker = bar, tracker
-
-    def start(self, epochs: int, steps_per_epoch: int, first_epoch: int) -> None:
-        self.bar.start(epochs, steps_per_epoch, first_epoch)
-
-    def step(self, epoch: int, loss: float) -> None:
-        self.bar.step(epoch, loss)
-
-    def epoch_done(self, record: Any) -> None:
-        self.bar.epoch_done(record)
-        self.tracker.log_metrics({"loss": record.loss, "train_accuracy": record.train_accuracy,
-                                  "test_accuracy": record.test_accuracy, "lr": record.lr,
-                                  "epoch_seconds": record.seconds}, step=record.epoch)

@@ -52,16 +52,6 @@ def print_report(report: Any, console: Console) -> None:
                       f"the walk to retry them[/]")
 
 
-def log_walk(tracker: Any, report: Any, folder: Path) -> None:
-    """A walk's μ per site (with its interval) as metrics, mu.json and the store as artifacts."""
-    for site in report.sites:
-        if site.fit.status == "ok":
-            tracker.log_metrics({f"mu/{site.label}": site.fit.mu, f"mu_low/{site.label}": site.fit.mu_low,
-                                 f"mu_high/{site.label}": site.fit.mu_high})
-    tracker.log_metrics({"failed_points": len(report.failed)})
-    tracker.log_artifact(folder / "mu.json")
-
-
 def _placement(checkpoint: Path | None, backend: str, out: Path | None, repeats: int, seed: int,
                budget_s: float | None, data_dir: str | None, as_json: bool, others: dict[str, bool]) -> None:
     """``hil walk --placement``: the placement walk, printed as a table of drops."""
@@ -235,7 +225,7 @@ def walk(
     spec = SweepSpec(noise=noise, sigmas=grid, sites=site_spec, repeats=repeats, seed=seed,
                      mixed_ratio=mixed_ratio, batch_size=batch_size, cached_prefix=not naive,
                      mul_sigmas=parse_sigmas(mul_sigmas) if heatmap else ())
-    from hil.tracking import open_tracker
+    from hil.tracking import log_walk, open_tracker
 
     name = f"walk {checkpoint}" if checkpoint is not None else f"walk-train {model} {dataset}"
     with open_tracker(track, "hil walk", name, warn=stderr.print) as tracker, ProgressBar(stderr) as bar:
