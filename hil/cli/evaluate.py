@@ -62,10 +62,11 @@ def evaluate(
 ) -> None:
     """Accuracy of a checkpoint under noise: mean ± std over --repeats noise draws."""
     from hil.noise import NoiseSpec
-    from hil.studies.engine import get_executor
+    from hil.studies.engine import get_executor, parse_executor_spec
 
     spec = executor_spec(executor, ray_address, gpus_per_point)
-    if guided_reps is None and uniform_reps is None and compare_reps is None and spec.partition("#")[0] != "local":
+    repetitions = guided_reps is not None or uniform_reps is not None or compare_reps is not None
+    if not repetitions and parse_executor_spec(spec)[0] != "local":
         raise ConfigError("--executor goes with --guided-reps, --uniform-reps or --compare-reps (a plain "
                           "evaluation runs in this process)")
     runner = get_executor(spec)  # checked before any work (Ray installed, options valid)

@@ -7,6 +7,8 @@ Each verb lives in the module of its group and imports torch only inside its bod
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -28,11 +30,20 @@ def _one_line(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _usage_line(error: ClickException) -> NoReturn:
-    """A bad flag or value as one line naming the help to read, exit 1 like every other error."""
-    context = getattr(error, "ctx", None)
-    where = context.command_path if context is not None else "hil"
-    _one_line(f"{error.format_message()} (see {where} --help)")
+@contextmanager
+def _usage_errors_as_one_line() -> Iterator[None]:
+    """A bad flag, value or sub-command as one line naming the help to read, exit 1 like every other error.
+
+    A bare group (``hil device``) still shows its help (`NoArgsIsHelpError`).
+    """
+    try:
+        yield
+    except NoArgsIsHelpError:
+        raise
+    except ClickException as error:
+        context = getattr(error, "ctx", None)
+        where = context.command_path if context is not None else "hil"
+        _one_line(f"{error.format_message()} (see {where} --help)")
 
 
 class HilGroup(TyperGroup):
@@ -40,24 +51,17 @@ class HilGroup(TyperGroup):
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
                      **extra: Any) -> Any:
-        try:
+        with _usage_errors_as_one_line():  # the root's own options are parsed here
             return super().make_context(info_name, args, parent, **extra)
-        except NoArgsIsHelpError:
-            raise
-        except ClickException as error:
-            _usage_line(error)
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # typer's Context subclasses click's
         try:
-            return super().invoke(ctx)
+            with _usage_errors_as_one_line():  # a sub-command's flags, an unknown sub-command
+                return super().invoke(ctx)
         except HilError as error:
             if _debug_requested(ctx):
                 raise
             _one_line(str(error))
-        except NoArgsIsHelpError:  # a bare group (``hil device``) shows its help
-            raise
-        except ClickException as error:  # a sub-command's bad flag or value, an unknown sub-command
-            _usage_line(error)
 
 
 app = typer.Typer(

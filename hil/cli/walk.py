@@ -227,6 +227,7 @@ def walk(
                      mul_sigmas=parse_sigmas(mul_sigmas) if heatmap else ())
     from hil.tracking import log_walk, open_tracker
 
+    runner = executor_spec(executor, ray_address, gpus_per_point)
     name = f"walk {checkpoint}" if checkpoint is not None else f"walk-train {model} {dataset}"
     with open_tracker(track, "hil walk", name, warn=stderr.print) as tracker, ProgressBar(stderr) as bar:
         if tracker is not None:
@@ -240,8 +241,7 @@ def walk(
 
                 plan = AdaptivePlan(target_width=target_width)
             report = walk_checkpoint(checkpoint, spec, folder, backend=backend, data_dir=data_dir,
-                                     progress=bar.points, adaptive=plan,
-                                     executor=executor_spec(executor, ray_address, gpus_per_point), fold_bn=fold_bn)
+                                     progress=bar.points, adaptive=plan, executor=runner, fold_bn=fold_bn)
         else:
             from hil.config import TrainConfig
             from hil.data import DEFAULT_PREPROCESS
@@ -250,8 +250,7 @@ def walk(
             assert model is not None  # checked above: --train-per-point needs --model
             base = TrainConfig(model=model, bn=bn, dataset=dataset, data_dir=data_dir, epochs=epochs,
                                backend=backend, preprocess=preprocess or DEFAULT_PREPROCESS)
-            report = walk_training(base, spec, folder, progress=bar.points,
-                                   executor=executor_spec(executor, ray_address, gpus_per_point))
+            report = walk_training(base, spec, folder, progress=bar.points, executor=runner)
         if tracker is not None:
             log_walk(tracker, report, folder)
     if as_json:
