@@ -55,6 +55,11 @@ class UnitFailure:
     error: str
     attempts: int
 
+    @property
+    def tries(self) -> str:
+        """``3 tries`` / ``1 try``, for messages."""
+        return f"{self.attempts} {'try' if self.attempts == 1 else 'tries'}"
+
 
 def describe_error(error: BaseException) -> str:
     """``Type: message`` on one line (what a failure record keeps)."""
@@ -232,8 +237,7 @@ class StudyRun(Generic[Point]):
             if self.progress is not None:
                 self.progress(len(unit))
         if failed:
-            raise StudyError(f"{len(failed)} of {len(pending)} points failed after {failed[0].attempts} "
-                             f"{'try' if failed[0].attempts == 1 else 'tries'} (first: {failed[0].error[:300]}); {ran} "
-                             f"were stored, the failures are recorded in {self.store.path}: rerun the same "
-                             f"command to retry them")
+            raise StudyError(f"{len(failed)} of {len(pending)} points failed after {failed[0].tries} (first: "
+                             f"{failed[0].error[:300]}); {ran} were stored, the failures are recorded in "
+                             f"{self.store.path}: rerun the same command to retry them")
         return ran

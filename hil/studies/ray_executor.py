@@ -119,9 +119,12 @@ class RayExecutor:
             return UnitFailure(f"{type(error).__name__}: the Ray worker died ({first[:300]})", 1)
 
     def _check_gpus(self, ray: Any) -> None:
-        if self.gpus > 0 and ray.cluster_resources().get("GPU", 0) < self.gpus:
+        if self.gpus <= 0:
+            return
+        available = ray.cluster_resources().get("GPU", 0)
+        if available < self.gpus:
             raise ConfigError(f"--gpus-per-point {self.gpus:g} asks for GPUs the Ray cluster does not have "
-                              f"({ray.cluster_resources().get('GPU', 0):g}); start workers with GPUs or drop it")
+                              f"({available:g}); start workers with GPUs or drop it")
 
 
 def _evaluate_unit(evaluate: Callable[[list[Any]], list[Outcome]], unit: list[Any], threads: int) -> Result:

@@ -91,7 +91,7 @@ class RepetitionStudy:
         found: dict[DrawPoint, float] = {}
         for unit, outcomes in get_executor(executor).map(self.evaluate, self.units(self.points)):
             if isinstance(outcomes, UnitFailure):  # no store to keep partial draws in: the comparison needs all
-                raise StudyError(f"{len(unit)} evaluation draws failed after {outcomes.attempts} tries "
-                                 f"({outcomes.error}); rerun the comparison")
+                raise StudyError(f"{len(unit)} evaluation draws failed after {outcomes.tries} "
+                                 f"({outcomes.error[:300]}); rerun the comparison")
             found.update((point, outcome.accuracy) for point, outcome in zip(unit, outcomes, strict=True))
         return [[found[p] for p in self.points if p.strategy == s] for s in range(len(self.plans))]

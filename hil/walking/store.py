@@ -111,10 +111,6 @@ CREATE TABLE IF NOT EXISTS failures (
 that later succeeds leaves it; `ResultStore.done` never counts a failure, so a rerun retries it."""
 
 
-
-
-
-
 def _encode_float(value: float | None) -> float | str | None:
     return _NAN_TEXT if value is not None and math.isnan(value) else value
 
