@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from emulated_device import chip_with_network, device_flags
+from emulated_device import chip_with_network, device_flags, print_repetitions
 
 from hil.guided.compare import evaluate_repetitions
 from hil.noise import NoiseSpec
@@ -25,10 +25,7 @@ from hil.studies.placement import place_checkpoint
 
 
 def main() -> None:
-    parser = device_flags(__doc__, sigma_add=1.5, draws=5)
-    parser.add_argument("--budget", type=int, default=2)
-    parser.add_argument("--compare-draws", type=int, default=10)
-    args = parser.parse_args()
+    args = device_flags(__doc__, sigma_add=1.5, draws=5, repetitions=True).parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         with chip_with_network(root, args) as (device, profile):
@@ -52,16 +49,7 @@ def main() -> None:
     print(f"most fragile: device {on_device.most_fragile}, twin {on_twin.most_fragile} ({same}); "
           f"{device_seconds:.0f} s on the device, {twin_seconds:.0f} s on the twin "
           f"({device_seconds / max(twin_seconds, 1e-9):.1f}×)")
-    print(f"repetitions on the device, budget {args.budget}, {args.compare_draws} paired draws "
-          f"({compare_seconds:.0f} s):")
-    differences = {d.strategy: d for d in compared.differences}
-    for item in compared.strategies:
-        name, result = item.allocation.strategy, item.result
-        diff = differences.get(name)
-        text = "" if diff is None else (f"Δ vs uniform {diff.mean * 100:+.1f} pt "
-                                        f"[{diff.low * 100:+.1f}, {diff.high * 100:+.1f}]")
-        executions = list(item.allocation.executions)
-        print(f"  {name:17} {result.mean:6.1%} ± {result.std:4.1%}  {text:36} executions {executions}")
+    print_repetitions(compared, compare_seconds)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from emulated_device import chip_with_network, device_flags
+from emulated_device import chip_with_network, device_flags, print_repetitions
 
 from hil.guided.compare import evaluate_repetitions
 from hil.noise import NoiseSpec
@@ -24,10 +24,7 @@ from hil.studies.snr import snr_walk_checkpoint
 
 
 def main() -> None:
-    parser = device_flags(__doc__, sigma_add=1.5, draws=3)
-    parser.add_argument("--budget", type=int, default=2)
-    parser.add_argument("--compare-draws", type=int, default=10)
-    args = parser.parse_args()
+    args = device_flags(__doc__, sigma_add=1.5, draws=3, repetitions=True).parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         with chip_with_network(root, args) as (device, profile):
@@ -44,16 +41,7 @@ def main() -> None:
     for row in walked.layers:
         mu = f"{row.fit.mu:.3f}" if row.fit.status == "ok" else row.fit.status
         print(f"  {row.layer:8} native σ {row.sigma.total:.4f}  μ {mu}  (k at μ {row.mu_attenuation:.2f})")
-    print(f"repetitions on the device, budget {args.budget}, {args.compare_draws} paired draws "
-          f"({compare_seconds:.0f} s):")
-    differences = {d.strategy: d for d in compared.differences}
-    for item in compared.strategies:
-        name, result = item.allocation.strategy, item.result
-        diff = differences.get(name)
-        text = "" if diff is None else (f"Δ vs uniform {diff.mean * 100:+.2f} pt "
-                                        f"[{diff.low * 100:+.2f}, {diff.high * 100:+.2f}]")
-        print(f"  {name:12} {result.mean:6.2%} ± {result.std:5.2%}  {text:38} executions "
-              f"{list(item.allocation.executions)}  predicted {item.allocation.predicted:.1%}")
+    print_repetitions(compared, compare_seconds)
 
 
 if __name__ == "__main__":
