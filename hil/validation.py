@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Collection, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from hil.errors import ConfigError
@@ -24,11 +25,11 @@ TEXT_FILE_LIMIT = 16 << 20
 """Largest metadata, config or profile file read (16 MiB): a per-column noise card of 4,096 columns is < 1 MiB."""
 
 
-def check_size(path: Any, what: str, *, limit: int = TEXT_FILE_LIMIT, error: type[Exception] = ConfigError) -> None:
+def check_size(path: Path, what: str, *, limit: int = TEXT_FILE_LIMIT, error: type[Exception] = ConfigError) -> None:
     """Refuse a file larger than ``limit`` bytes before reading it (files a user receives are untrusted).
 
     Args:
-        path: The file (a ``pathlib.Path``); a missing one passes, for the reader to report.
+        path: The file; a missing one passes, for the reader to report.
         what: What the file is, for the message (``checkpoint metadata``).
         limit: Most bytes accepted.
         error: The `HilError` subclass to raise.
