@@ -78,6 +78,13 @@ def _store_version(root: Path) -> None:
     conn.close()
 
 
+def _store_failure_tampered(root: Path) -> None:
+    with sqlite3.connect(root / "w" / "results.sqlite") as conn:
+        (experiment,) = conn.execute("SELECT id FROM experiments").fetchone()
+        conn.execute("INSERT INTO failures VALUES (?, '1:fc1', 0.1, 0.0, 0, X'00ff', 'many', 'now')", (experiment,))
+    conn.close()
+
+
 def _profile_version(root: Path) -> None:
     profile = root / "p.toml"
     profile.write_text(profile.read_text().replace("version = 2", "version = 99", 1))
@@ -102,6 +109,8 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
     "profile-oversized": _sparse("p.toml"),
     "store-garbage": _write("w/results.sqlite", b"not a database at all" * 100),
     "store-newer": _store_version,
+    "store-failure-tampered": _store_failure_tampered,
+    "snr-walk-garbage": _write("s/snr.json", '{"clean": "high", "layers": 3}'),
     "recording-garbage": _write("r.hilrec", "this is not a recording\n"),
     "emulator-config-bad": _write("d.toml", "sigma_add = -1\n"),
     "emulator-config-not-toml": _write("d.toml", "sigma_add = = 1\n"),
@@ -184,6 +193,9 @@ CASES = [
                                   "{store}", "--budget", "0"), ("'--budget'",)),
     Case("evaluate-guided-store-garbage", ("evaluate", "--checkpoint", "{ck}", "--sigma-add", "0.5", "--guided-reps",
                                            "{store}", "--budget", "2"), ("not",), damage="store-garbage"),
+    Case("evaluate-snr-walk-garbage", ("evaluate", "--checkpoint", "{ck}", "--compare-reps", "{tmp}/s", "--budget",
+                                       "2", "--backend", "twin:{tmp}/p.toml"), ("cannot read the SNR walk",),
+         damage="snr-walk-garbage"),
     Case("evaluate-device-dies", ("evaluate", "--checkpoint", "{ck}", "--backend", "device:tcp:{dying}",
                                   "--repeats", "3"), ("link closed by the device", "rerun"), die_after=8),
     # --- walk
@@ -211,6 +223,8 @@ CASES = [
     Case("report-missing", ("report", "{tmp}/absent"), ("absent",)),
     Case("report-store-garbage", ("report", "{store}"), ("not",), damage="store-garbage"),
     Case("report-store-newer", ("report", "{store}"), ("newer hil",), damage="store-newer"),
+    Case("report-failure-tampered", ("report", "{store}"), ("error and created must be strings",),
+         damage="store-failure-tampered"),
     Case("report-unknown-experiment", ("report", "{store}", "--experiment", "999"), ("999",)),
     Case("export-store-garbage", ("results", "export", "{store}", "--csv", "{tmp}/out.csv"),
          ("not",), damage="store-garbage"),

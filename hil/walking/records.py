@@ -130,9 +130,20 @@ def config_hash(config: Mapping[str, object]) -> str:
 
 @dataclass(frozen=True)
 class PointFailure:
-    """A point that failed: its key, the last error (``Type: message``), how many tries it had, when."""
+    """A point that failed: its key, the last error (``Type: message``), how many tries it had, when.
+
+    Raises:
+        ConfigError: A field of the wrong type (a store a user received may hold anything), attempts < 1.
+    """
 
     key: PointKey
     error: str
     attempts: int
     created: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, PointKey):
+            raise ConfigError(f"key must be a PointKey, got {self.key!r}")
+        if not isinstance(self.error, str) or not isinstance(self.created, str):
+            raise ConfigError("a failure's error and created must be strings")
+        object.__setattr__(self, "attempts", _check_int(self.attempts, "attempts", minimum=1))
