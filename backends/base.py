@@ -7,7 +7,7 @@ noise site of a model to one of these calls with a `SiteCall` describing the sit
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -93,6 +93,21 @@ class ForksNoiseStreams(Protocol):
 
     def fork(self, seed: int) -> Backend:
         """A new backend on the same torch device whose draws are seeded by ``seed`` only."""
+        ...
+
+
+@runtime_checkable
+class DrawsPerBlock(Protocol):
+    """Optional capability: a backend with noise of its own that draws it from streams it is given.
+
+    A backend that has it (``twin``) lets the walk stack draws although its prefix is noisy: the
+    prefix up to a site runs with one generator, then ``draw_from`` hands it one generator per
+    stacked draw, and every later matmul draws block i of its batch (the batch split into equal
+    blocks, one per generator) from generator i, exactly as a batch of block i alone would draw.
+    """
+
+    def draw_from(self, generators: Sequence[torch.Generator]) -> None:
+        """Draw block i of every later batch from ``generators[i]`` (one generator: the whole batch)."""
         ...
 
 

@@ -23,6 +23,7 @@ the twin. Other sites run digitally with the spec's noise, as on the device.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -74,6 +75,7 @@ class TwinBackend:
         self._column["true_offset"] = torch.tensor(true_offset, dtype=torch.float64, device=self.device)
         self._exact_dtype = torch.float32 if card.rows * card.dac_max**2 < 2**24 else torch.float64
         self._tiles: dict[int, tuple[tuple[int, int, int], torch.Tensor, torch.Tensor]] = {}
+        self._streams: list[torch.Generator] = [self.digital.generator]
         self.saturation_reruns = 0
         self.vectors_run = 0
 
@@ -118,8 +120,18 @@ class TwinBackend:
         self.attenuation = check_attenuation(k)
 
     def reseed(self, seed: int) -> None:
-        """Restart all noise from ``seed``."""
+        """Restart all noise from ``seed`` (one stream for the whole batch again)."""
         self.digital.reseed(seed)
+        self._streams = [self.digital.generator]
+
+    def draw_from(self, generators: Sequence[torch.Generator]) -> None:
+        """Draw block i of every later batch from ``generators[i]`` (`DrawsPerBlock`).
+
+        The twin's own noise only: digital sites keep drawing from the backend's seed.
+        """
+        if not generators:
+            raise ValueError("draw_from needs at least one generator")
+        self._streams = list(generators)
 
     def close(self) -> None:
         """Drop cached tiles (the backend stays usable)."""
@@ -161,12 +173,14 @@ class TwinBackend:
         terms = {key: value[column] for key, value in self._column.items()}
         result = torch.zeros(len(x), blocks, out_features, dtype=torch.float64, device=self.device)
         pending = torch.ones(len(x), blocks, col_blocks, dtype=torch.bool, device=self.device)
+        blocks_drawn = self._blocks(len(x))
         for backoff in range(MAX_BACKOFFS + 1):
+            active = pending.view(len(self._streams), -1).any(dim=1).tolist() if backoff else None
             gain = SATURATION_BACKOFF ** -backoff / self.attenuation
             x_codes = torch.round(inputs / vector_scale[..., None] * gain * card.dac_max)
             z = torch.einsum("ntr,otr->nto", x_codes.to(self._exact_dtype),
                              w_codes.to(self._exact_dtype)).to(torch.float64) / card.dac_max**2
-            averaged, clipped = self._run(z, terms, repeats)
+            averaged, clipped = self._run(z, terms, repeats, blocks_drawn, active)
             y = averaged * (card.full_scale / card.adc_max)
             if self.correct:
                 y = (y - terms["offset"]) / terms["gain"]
@@ -187,17 +201,35 @@ class TwinBackend:
             y = exact + (y - exact).detach()
         return y
 
-    def _run(self, z: torch.Tensor, terms: dict[str, torch.Tensor], repeats: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Averaged ADC codes of ``repeats`` executions and whether any output clipped, per element."""
+    def _blocks(self, rows: int) -> int:
+        """Rows per stream of a batch of ``rows`` vectors (the batch split evenly over the streams)."""
+        streams = len(self._streams)
+        if rows % streams:
+            raise ValueError(f"a batch of {rows} vectors does not split into {streams} equal stacked draws")
+        return rows // streams
+
+    def _normal(self, z: torch.Tensor, rows: int, active: list[bool] | None) -> torch.Tensor:
+        """Standard normals shaped like ``z``, block i from stream i; inactive blocks draw nothing (zeros)."""
+        if len(self._streams) == 1:
+            return torch.randn(z.shape, generator=self._streams[0], device=z.device, dtype=z.dtype)
+        shape = (rows, *z.shape[1:])
+        return torch.cat([torch.randn(shape, generator=stream, device=z.device, dtype=z.dtype)
+                          if active is None or active[i] else z.new_zeros(shape)
+                          for i, stream in enumerate(self._streams)])
+
+    def _run(self, z: torch.Tensor, terms: dict[str, torch.Tensor], repeats: int, rows: int,
+             active: list[bool] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Averaged ADC codes of ``repeats`` executions and whether any output clipped, per element.
+
+        ``rows`` vectors per stream; ``active`` (None: all) says which streams' blocks are still run.
+        """
         card = self.card
-        generator = self.digital.generator
         total = torch.zeros_like(z)
         clipped = torch.zeros(z.shape, dtype=torch.bool, device=z.device)
         signal = terms["gain"] * z
         for _ in range(repeats):
-            multiplier = 1.0 + terms["sigma_mul"] * torch.randn(z.shape, generator=generator, device=z.device,
-                                                                 dtype=z.dtype)
-            additive = terms["sigma_add"] * torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+            multiplier = 1.0 + terms["sigma_mul"] * self._normal(z, rows, active)
+            additive = terms["sigma_add"] * self._normal(z, rows, active)
             if card.order == "mul-first":
                 analog = signal * multiplier + terms["true_offset"] + additive
             else:

@@ -8,8 +8,16 @@ On a backend that forks seeded noise streams (`ForksNoiseStreams`: ``sim``, ``gp
 single-site points use the cached-prefix path: the activations up to the site are the same for
 every σ and repeat, so each batch runs the prefix once and the rest of the network once on all
 (σ, repeat) draws stacked along the batch dimension. Each draw is made exactly as the one-point
-path makes it (same seed, same operations), so both paths store the same accuracies. Other
-backends evaluate points one by one.
+path makes it (same seed, same operations), so both paths store the same accuracies.
+
+A backend with noise of its own that it can draw per stacked draw (`DrawsPerBlock`: ``twin``)
+stacks too. Its prefix is noisy, so a single-site point's backend noise comes from two streams:
+the prefix's, seeded by (sweep seed, site, repeat) and so shared by every σ of one repeat
+(common random numbers: the curve's steps are the injected noise's, not the prefix's), and the
+rest of the network's, seeded by the point. Each batch runs the prefix once per repeat, then the
+rest on that repeat's σ draws stacked, each block drawing from its point's stream; the one-point
+path is the same computation with one draw, so both store the same accuracies. Other backends
+(a device, whose noise is physical) evaluate points one by one.
 """
 
 from __future__ import annotations
@@ -17,17 +25,18 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
-from hil.backends.base import Backend, ForksNoiseStreams, SiteCall
+from hil.backends.base import Backend, DrawsPerBlock, ForksNoiseStreams, SiteCall
 from hil.backends.gaussian import GaussianBackend
 from hil.noise import SiteNoise
 from hil.noisy_model import NoisyModel, SiteHook
+from hil.seeding import derive_seed
 from hil.studies.engine import Executor, Outcome, ProgressCallback, StudyRun
 from hil.studies.sweep_study import SweepStudy
 from hil.walking.store import ResultStore
@@ -42,6 +51,9 @@ MAX_STACKED_ROWS = 8192
 MAX_STACKED_ELEMENTS = 2**20
 """Elements of the stacked site tensor per forward: beyond a few MB the rest of the network runs
 slower per row than the one-point path (caches), so early, wide sites stack fewer draws."""
+MAX_STACKED_ELEMENTS_OWN_NOISE = 2**18
+"""The same bound on a `DrawsPerBlock` backend, whose later matmuls (the twin's tiles, in float64)
+fall out of cache sooner: measured on LeNet-5, stacking beyond it is slower than the one-point path."""
 
 
 def noise_stream(backend: Backend, seed: int) -> Backend:
@@ -65,7 +77,8 @@ class InferenceWalk(SweepStudy):
         self.noisy = noisy.eval()
         self.inputs = inputs
         self.labels = labels
-        self.stacks = spec.cached_prefix and isinstance(noisy.backend, ForksNoiseStreams)
+        self.own_noise = isinstance(noisy.backend, DrawsPerBlock)
+        self.stacks = spec.cached_prefix and (self.own_noise or isinstance(noisy.backend, ForksNoiseStreams))
         super().__init__(spec, noisy.sites)
 
     # -- the Study protocol ----------------------------------------------------------------
@@ -86,7 +99,9 @@ class InferenceWalk(SweepStudy):
     def evaluate(self, unit: list[SweepPoint]) -> list[Outcome]:
         """Accuracy and mean loss of every point of ``unit`` (stacked when the backend allows)."""
         started = time.perf_counter()
-        if len(unit) == 1 or not self.stacks or unit[0].site_index < 0:
+        if self.own_noise and unit[0].site_index >= 0:
+            measured = self.evaluate_streamed(unit)
+        elif len(unit) == 1 or not self.stacks or unit[0].site_index < 0:
             measured = [self.evaluate_one(p) for p in unit]
         else:
             measured = self.evaluate_stacked(unit)
@@ -112,8 +127,11 @@ class InferenceWalk(SweepStudy):
 
     def evaluate_one(self, point: SweepPoint) -> tuple[float, float]:
         """(accuracy, mean loss) of one point: one forward per batch with its noise injected."""
+        if self.own_noise and point.site_index >= 0:
+            return self.evaluate_streamed([point])[0]
         seed = point.seed(self.spec.seed)
-        self.noisy.backend.reseed(seed)
+        # a backend's own noise must not replay the injected draws (both would start from ``seed``)
+        self.noisy.backend.reseed(derive_seed(seed, "draws") if self.own_noise else seed)
         hooks = self._hooks(point, noise_stream(self.noisy.backend, seed))
         correct, loss = 0.0, 0.0
         with torch.no_grad():
@@ -128,21 +146,64 @@ class InferenceWalk(SweepStudy):
     def evaluate_stacked(self, points: list[SweepPoint]) -> list[tuple[float, float]]:
         """(accuracy, mean loss) of single-site points sharing one site, prefix computed once per batch."""
         site = self.noisy.sites[points[0].site_index]
+        return self._stacked_batches(site.index, self._injection(site, points), len(points))
+
+    def evaluate_streamed(self, points: list[SweepPoint]) -> list[tuple[float, float]]:
+        """(accuracy, mean loss) of single-site points sharing one site on a `DrawsPerBlock` backend.
+
+        Per batch and repeat: the prefix once with the (site, repeat) stream, then the rest of the
+        network on the repeat's draws stacked, block i drawing the backend's noise from point i's stream.
+        """
+        backend = self.noisy.backend
+        assert isinstance(backend, DrawsPerBlock)
+        site = self.noisy.sites[points[0].site_index]
+        device, base = self.noisy.backend.device, self.spec.seed
+        measured: dict[int, tuple[float, float]] = {}
+        try:
+            for repeat in dict.fromkeys(p.repeat for p in points):
+                group = [i for i, p in enumerate(points) if p.repeat == repeat]
+                prefix = _generator(device, derive_seed(base, "draws", site.index, repeat))
+                rest = [_generator(device, derive_seed(points[i].seed(base), "draws")) for i in group]
+                inject = self._injection(site, [points[i] for i in group])
+
+                def expand(clean: torch.Tensor, inject: SiteHook = inject, rest: list[torch.Generator] = rest,
+                           ) -> torch.Tensor:
+                    backend.draw_from(rest)
+                    return inject(clean)
+
+                def restart(prefix: torch.Generator = prefix) -> None:
+                    backend.draw_from([prefix])
+
+                measured.update(zip(group, self._stacked_batches(site.index, expand, len(group), restart),
+                                    strict=True))
+        finally:  # one stream for the whole batch again, whatever happened
+            self.noisy.backend.reseed(derive_seed(base, "draws"))
+        return [measured[i] for i in range(len(points))]
+
+    def _injection(self, site: Any, points: list[SweepPoint]) -> SiteHook:
+        """The hook that repeats a site's output once per point, each with the point's own noise."""
         streams = [noise_stream(self.noisy.backend, p.seed(self.spec.seed)) for p in points]
         calls = [SiteCall(site.index, site.name, site.kind, SiteNoise(p.sigma_add, p.sigma_mul)) for p in points]
-        correct = torch.zeros(len(points), dtype=torch.float64)
-        loss = torch.zeros(len(points), dtype=torch.float64)
 
         def expand(clean: torch.Tensor) -> torch.Tensor:
             return torch.cat([stream.perturb(clean, call) for stream, call in zip(streams, calls, strict=True)])
 
+        return expand
+
+    def _stacked_batches(self, site_index: int, expand: SiteHook, draws: int,
+                         before: Callable[[], None] | None = None) -> list[tuple[float, float]]:
+        """(accuracy, mean loss) of ``draws`` stacked draws: per batch, ``before()`` then one forward."""
+        correct = torch.zeros(draws, dtype=torch.float64)
+        loss = torch.zeros(draws, dtype=torch.float64)
         with torch.no_grad():
             for x, y in self._batches():
-                logits = self.noisy.forward_with_site_hook(x, site.index, expand)
-                logits = logits.reshape(len(points), len(y), -1)
+                if before is not None:
+                    before()
+                logits = self.noisy.forward_with_site_hook(x, site_index, expand)
+                logits = logits.reshape(draws, len(y), -1)
                 correct += (logits.argmax(dim=2) == y).sum(dim=1).double().cpu()
-                per_sample = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(points)), reduction="none")
-                loss += per_sample.reshape(len(points), len(y)).sum(dim=1).double().cpu()
+                per_sample = F.cross_entropy(logits.flatten(0, 1), y.repeat(draws), reduction="none")
+                loss += per_sample.reshape(draws, len(y)).sum(dim=1).double().cpu()
         count = len(self.labels)
         return [(c / count, v / count) for c, v in zip(correct.tolist(), loss.tolist(), strict=True)]
 
@@ -151,7 +212,8 @@ class InferenceWalk(SweepStudy):
         if point.site_index < 0 or not self.stacks:
             return 1
         per_sample = max(1, self.noisy.sites[point.site_index].numel)
-        return max(1, min(MAX_STACKED_ROWS // rows, MAX_STACKED_ELEMENTS // (rows * per_sample)))
+        elements = MAX_STACKED_ELEMENTS_OWN_NOISE if self.own_noise else MAX_STACKED_ELEMENTS
+        return max(1, min(MAX_STACKED_ROWS // rows, elements // (rows * per_sample)))
 
     # -- running ---------------------------------------------------------------------------
 
@@ -204,6 +266,8 @@ def walk_checkpoint(checkpoint: str | os.PathLike[str], spec: SweepSpec, out: st
             config["preprocess"] = data.preprocess
         if fold_bn:
             config["fold_bn"] = True
+        if walk.own_noise:  # the backend's own noise streams (see the module docstring)
+            config["backend_draws"] = "prefix per (site, repeat), rest per point"
         if adaptive is not None:
             if spec.noise == "mul" or spec.is_global:
                 raise ConfigError("--adaptive supports per-site add and mixed noise (log σ); drop --adaptive")
@@ -222,6 +286,12 @@ def walk_checkpoint(checkpoint: str | os.PathLike[str], spec: SweepSpec, out: st
     if write_summary:
         write_mu(report, out)
     return report
+
+
+def _generator(device: torch.device, seed: int) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return generator
 
 
 def _perturb(stream: Backend, call: SiteCall, tensor: torch.Tensor) -> torch.Tensor:

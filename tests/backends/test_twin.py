@@ -134,3 +134,57 @@ def test_twin_on_cuda_matches_cpu_statistics(calibrated) -> None:  # noqa: ANN00
     cpu = get_backend(f"twin:{path}").linear(x, w, None, _call())
     cuda = get_backend(f"twin:{path}#on=cuda").linear(x.cuda(), w.cuda(), None, _call()).cpu()
     assert torch.allclose((cuda - exact).std(dim=0), (cpu - exact).std(dim=0), rtol=0.15)
+
+
+def test_draws_per_block_equal_separate_batches(calibrated) -> None:  # noqa: ANN001
+    """A batch stacked from blocks draws block i from generator i, as that block alone would."""
+    twin = get_backend(f"twin:{calibrated[0]}")
+    weight = torch.randn(40, 150, generator=torch.Generator().manual_seed(1))
+    blocks = [torch.randn(7, 150, generator=torch.Generator().manual_seed(i)) for i in (2, 3, 4)]
+    call = _call(repeats=2)
+
+    def generators() -> list[torch.Generator]:
+        return [torch.Generator().manual_seed(10 + i) for i in range(3)]
+
+    alone = []
+    for block, generator in zip(blocks, generators(), strict=True):
+        twin.draw_from([generator])
+        alone.append(twin.linear(block, weight, None, call))
+    twin.draw_from(generators())
+    stacked = twin.linear(torch.cat(blocks), weight, None, call)
+    assert torch.equal(stacked, torch.cat(alone))
+    with pytest.raises(ValueError, match="does not split into 3 equal stacked draws"):
+        twin.linear(torch.randn(8, 150), weight, None, call)
+    twin.reseed(0)  # one stream again: any batch size
+    assert twin.linear(torch.randn(8, 150), weight, None, call).shape == (8, 40)
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "lenet5"])
+def test_twin_walk_stacks_draws_with_the_one_point_numbers(calibrated, model_name: str) -> None:  # noqa: ANN001
+    from dataclasses import replace
+
+    from hil.models import create_model
+    from hil.noisy_model import wrap
+    from hil.studies.walk import InferenceWalk
+    from hil.walking.sweep import SweepSpec
+
+    torch.manual_seed(0)
+    model = create_model(model_name).eval()
+    inputs = torch.rand(60, 1, 28, 28)
+    labels = torch.randint(0, 10, (60,))
+    spec = SweepSpec(noise="add", sigmas=[0.05, 0.5, 5.0], sites=["0:input", "7:fc1", "11:fc3"]
+                     if model_name == "lenet5" else "all", repeats=2, batch_size=25)
+    measured = {}
+    for cached in (True, False):
+        walk = InferenceWalk(wrap(model, get_backend(f"twin:{calibrated[0]}#seed=2")), inputs, labels,
+                             replace(spec, cached_prefix=cached))
+        units = list(walk.units(walk.points))
+        assert (max(map(len, units)) > 1) is cached
+        measured[cached] = {p.key: (o.accuracy, o.loss) for unit in units
+                            for p, o in zip(unit, walk.evaluate(unit), strict=True)}
+    assert measured[True] == measured[False]
+    # every point draws its own twin noise: the same σ at another repeat gives another loss
+    losses = {(key.site, key.sigma_add): set() for key in measured[True]}
+    for key, (_, loss) in measured[True].items():
+        losses[key.site, key.sigma_add].add(loss)
+    assert all(len(values) == 2 for values in losses.values())
