@@ -173,14 +173,14 @@ class TwinBackend:
         terms = {key: value[column] for key, value in self._column.items()}
         result = torch.zeros(len(x), blocks, out_features, dtype=torch.float64, device=self.device)
         pending = torch.ones(len(x), blocks, col_blocks, dtype=torch.bool, device=self.device)
-        blocks_drawn = self._blocks(len(x))
+        rows_per_stream = self._rows_per_stream(len(x))
         for backoff in range(MAX_BACKOFFS + 1):
             active = pending.view(len(self._streams), -1).any(dim=1).tolist() if backoff else None
             gain = SATURATION_BACKOFF ** -backoff / self.attenuation
             x_codes = torch.round(inputs / vector_scale[..., None] * gain * card.dac_max)
             z = torch.einsum("ntr,otr->nto", x_codes.to(self._exact_dtype),
                              w_codes.to(self._exact_dtype)).to(torch.float64) / card.dac_max**2
-            averaged, clipped = self._run(z, terms, repeats, blocks_drawn, active)
+            averaged, clipped = self._run(z, terms, repeats, rows_per_stream, active)
             y = averaged * (card.full_scale / card.adc_max)
             if self.correct:
                 y = (y - terms["offset"]) / terms["gain"]
@@ -201,7 +201,7 @@ class TwinBackend:
             y = exact + (y - exact).detach()
         return y
 
-    def _blocks(self, rows: int) -> int:
+    def _rows_per_stream(self, rows: int) -> int:
         """Rows per stream of a batch of ``rows`` vectors (the batch split evenly over the streams)."""
         streams = len(self._streams)
         if rows % streams:

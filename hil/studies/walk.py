@@ -99,12 +99,10 @@ class InferenceWalk(SweepStudy):
     def evaluate(self, unit: list[SweepPoint]) -> list[Outcome]:
         """Accuracy and mean loss of every point of ``unit`` (stacked when the backend allows)."""
         started = time.perf_counter()
-        if self.own_noise and unit[0].site_index >= 0:
-            measured = self.evaluate_streamed(unit)
-        elif len(unit) == 1 or not self.stacks or unit[0].site_index < 0:
+        if len(unit) == 1 or not self.stacks or unit[0].site_index < 0:
             measured = [self.evaluate_one(p) for p in unit]
         else:
-            measured = self.evaluate_stacked(unit)
+            measured = self.evaluate_streamed(unit) if self.own_noise else self.evaluate_stacked(unit)
         seconds = (time.perf_counter() - started) / len(unit)
         return [Outcome(accuracy, loss, seconds) for accuracy, loss in measured]
 
@@ -154,31 +152,31 @@ class InferenceWalk(SweepStudy):
         Per batch and repeat: the prefix once with the (site, repeat) stream, then the rest of the
         network on the repeat's draws stacked, block i drawing the backend's noise from point i's stream.
         """
-        backend = self.noisy.backend
-        assert isinstance(backend, DrawsPerBlock)
         site = self.noisy.sites[points[0].site_index]
-        device, base = self.noisy.backend.device, self.spec.seed
         measured: dict[int, tuple[float, float]] = {}
         try:
             for repeat in dict.fromkeys(p.repeat for p in points):
                 group = [i for i, p in enumerate(points) if p.repeat == repeat]
-                prefix = _generator(device, derive_seed(base, "draws", site.index, repeat))
-                rest = [_generator(device, derive_seed(points[i].seed(base), "draws")) for i in group]
-                inject = self._injection(site, [points[i] for i in group])
-
-                def expand(clean: torch.Tensor, inject: SiteHook = inject, rest: list[torch.Generator] = rest,
-                           ) -> torch.Tensor:
-                    backend.draw_from(rest)
-                    return inject(clean)
-
-                def restart(prefix: torch.Generator = prefix) -> None:
-                    backend.draw_from([prefix])
-
-                measured.update(zip(group, self._stacked_batches(site.index, expand, len(group), restart),
-                                    strict=True))
+                results = self._streamed_repeat(site, repeat, [points[i] for i in group])
+                measured.update(zip(group, results, strict=True))
         finally:  # one stream for the whole batch again, whatever happened
-            self.noisy.backend.reseed(derive_seed(base, "draws"))
+            self.noisy.backend.reseed(derive_seed(self.spec.seed, "draws"))
         return [measured[i] for i in range(len(points))]
+
+    def _streamed_repeat(self, site: Any, repeat: int, points: list[SweepPoint]) -> list[tuple[float, float]]:
+        """`evaluate_streamed` for the points of one repeat: they share the prefix's stream."""
+        backend = self.noisy.backend
+        assert isinstance(backend, DrawsPerBlock)
+        device, base = self.noisy.backend.device, self.spec.seed
+        prefix = torch.Generator(device=device).manual_seed(derive_seed(base, "draws", site.index, repeat))
+        rest = [torch.Generator(device=device).manual_seed(derive_seed(p.seed(base), "draws")) for p in points]
+        inject = self._injection(site, points)
+
+        def expand(clean: torch.Tensor) -> torch.Tensor:
+            backend.draw_from(rest)
+            return inject(clean)
+
+        return self._stacked_batches(site.index, expand, len(points), lambda: backend.draw_from([prefix]))
 
     def _injection(self, site: Any, points: list[SweepPoint]) -> SiteHook:
         """The hook that repeats a site's output once per point, each with the point's own noise."""
@@ -286,12 +284,6 @@ def walk_checkpoint(checkpoint: str | os.PathLike[str], spec: SweepSpec, out: st
     if write_summary:
         write_mu(report, out)
     return report
-
-
-def _generator(device: torch.device, seed: int) -> torch.Generator:
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed)
-    return generator
 
 
 def _perturb(stream: Backend, call: SiteCall, tensor: torch.Tensor) -> torch.Tensor:
