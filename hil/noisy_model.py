@@ -290,6 +290,15 @@ class NoisyModel(nn.Module):
             check(self._sites)
         return self._sites
 
+    def adopt_sites(self, sites: Sequence[Site]) -> None:
+        """Use a site table traced on an equivalent model (same forward) instead of tracing this one.
+
+        For a module that cannot run outside its backend, e.g. K stacked networks
+        (`hil.stacked_networks`), whose table is any one network's.
+        """
+        self._sites = tuple(sites)
+        self._resolve()
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if self._sites is None:
             self.retrace(*(a[:2] if i == 0 else a for i, a in enumerate(args)), **kwargs)

@@ -112,7 +112,8 @@ def _model_kwargs(model: nn.Module, fallback: dict[str, Any]) -> dict[str, Any]:
     return dict(config()) if callable(config) else fallback
 
 
-def _clamp_weights(model: nn.Module) -> None:
+def clamp_weights(model: nn.Module) -> None:
+    """Clip every linear and convolution weight to [−1, 1] (``--clamp-weights``; stacked weights too)."""
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.Linear | nn.modules.conv._ConvNd):
@@ -219,19 +220,8 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
         optimizer = torch.optim.Adam(noisy.model.parameters(), lr=config.lr)
         if resume_from is not None:
             load_optimizer_state(resume_from, optimizer, checkpoint.metadata)
-        metadata = RunMetadata(
-            model=ModelInfo(config.model, _model_kwargs(noisy.model, {"bn": config.bn}),
-                            None if config.quant is None else {"bits": config.quant,
-                                                               "act_scaling": config.act_scaling}),
-            sites=tuple(site.to_dict() for site in noisy.sites),
-            noise=noise.to_dict(),
-            calibration=calibration,
-            backend=config.backend,
-            dataset=DatasetInfo(config.dataset, config.data_dir, config.seed, tuple(data.input_shape),
-                                data.num_classes, data.preprocess),
-            seed=config.seed,
-        )
-        steps = _steps_per_epoch(len(data.train_x), config.batch_size)
+        metadata = run_metadata(config, noisy, noise, calibration, data)
+        steps = steps_per_epoch(len(data.train_x), config.batch_size)
         if overwrite and resume_from is None and out.is_dir():
             _remove_old_run(out)
         if progress is not None:
@@ -242,24 +232,52 @@ def train(config: TrainConfig, out: str | Path, *, resume_from: str | Path | Non
             if progress is not None:
                 progress.epoch_done(record)
             if keep_epochs:
-                save_checkpoint(out / "epochs" / f"epoch-{epoch + 1:04d}", noisy.model,
-                                replace(metadata, training=_training_state(config, history),
-                                        metrics={"test_accuracy": record.test_accuracy}),
-                                optimizer)
-        clean = accuracy(noisy.model, data.test_x, data.test_y)
-        noisy_result = None
-        if not noise.is_clean or isinstance(backend, PlacesLayers):  # the hardware (device, twin) is noisy itself
-            noisy_result = evaluate(noisy, data.test_x, data.test_y, repeats=NOISY_EVAL_REPEATS,
-                                    seed=derive_seed(config.seed, "eval"))
-        metrics: dict[str, float] = {"test_accuracy": clean}
-        if noisy_result is not None:
-            metrics["noisy_test_accuracy"] = noisy_result.mean
-            metrics["noisy_test_accuracy_std"] = noisy_result.std
-        save_checkpoint(out, noisy.model,
-                        replace(metadata, training=_training_state(config, history), metrics=metrics), optimizer)
+                save_epoch(out, noisy.model, metadata, config, history, optimizer)
+        return finish_run(out, noisy, optimizer, metadata, config, history, data)
     finally:
         backend.close()
-    return TrainResult(out, clean, noisy_result, tuple(history), noise)
+
+
+def run_metadata(config: TrainConfig, noisy: NoisyModel, noise: NoiseSpec, calibration: dict[str, Any] | None,
+                 data: Any) -> RunMetadata:
+    """What a checkpoint of this run records (its training state and metrics are added when saved)."""
+    return RunMetadata(
+        model=ModelInfo(config.model, _model_kwargs(noisy.model, {"bn": config.bn}),
+                        None if config.quant is None else {"bits": config.quant, "act_scaling": config.act_scaling}),
+        sites=tuple(site.to_dict() for site in noisy.sites),
+        noise=noise.to_dict(),
+        calibration=calibration,
+        backend=config.backend,
+        dataset=DatasetInfo(config.dataset, config.data_dir, config.seed, tuple(data.input_shape),
+                            data.num_classes, data.preprocess),
+        seed=config.seed,
+    )
+
+
+def save_epoch(out: Path, model: nn.Module, metadata: RunMetadata, config: TrainConfig,
+               history: list[EpochRecord], optimizer: torch.optim.Optimizer) -> None:
+    """The checkpoint of the epoch just finished (the last of ``history``), under ``out/epochs``."""
+    record = history[-1]
+    save_checkpoint(out / "epochs" / f"epoch-{record.epoch:04d}", model,
+                    replace(metadata, training=_training_state(config, history),
+                            metrics={"test_accuracy": record.test_accuracy}), optimizer)
+
+
+def finish_run(out: Path, noisy: NoisyModel, optimizer: torch.optim.Optimizer, metadata: RunMetadata,
+               config: TrainConfig, history: list[EpochRecord], data: Any) -> TrainResult:
+    """Test the trained network (clean, and under its noise), write the final checkpoint to ``out``."""
+    clean = accuracy(noisy.model, data.test_x, data.test_y)
+    noisy_result = None
+    if not noisy.noise.is_clean or isinstance(noisy.backend, PlacesLayers):  # the hardware (device, twin) is noisy
+        noisy_result = evaluate(noisy, data.test_x, data.test_y, repeats=NOISY_EVAL_REPEATS,
+                                seed=derive_seed(config.seed, "eval"))
+    metrics: dict[str, float] = {"test_accuracy": clean}
+    if noisy_result is not None:
+        metrics["noisy_test_accuracy"] = noisy_result.mean
+        metrics["noisy_test_accuracy_std"] = noisy_result.std
+    save_checkpoint(out, noisy.model, replace(metadata, training=_training_state(config, history), metrics=metrics),
+                    optimizer)
+    return TrainResult(out, clean, noisy_result, tuple(history), noisy.noise)
 
 
 FINE_TUNE_SETTINGS = ("model", "bn", "dataset", "data_dir", "preprocess", "quant", "act_scaling")
@@ -314,11 +332,6 @@ def calibrated_noise(path: str, model: Any, inputs: torch.Tensor) -> tuple[Noise
     return spec, record
 
 
-def _steps_per_epoch(samples: int, batch_size: int) -> int:
-    full, rest = divmod(samples, batch_size)
-    return full + (1 if rest > 1 else 0)  # a last batch of 1 breaks BatchNorm; drop it
-
-
 def _training_state(config: TrainConfig, history: list[EpochRecord]) -> TrainingState:
     return TrainingState(config.to_dict(), len(history), tuple(asdict(r) for r in history))
 
@@ -330,20 +343,36 @@ def _epoch_record(record: Mapping[str, Any], checkpoint: Path) -> EpochRecord:
         raise CheckpointError(f"{checkpoint}: training.history holds a record hil cannot read: {record!r}") from None
 
 
-def _train_epoch(noisy: NoisyModel, optimizer: torch.optim.Optimizer, data: Any,
-                 config: TrainConfig, epoch: int, progress: TrainProgress | None) -> EpochRecord:
-    started = time.perf_counter()
+def start_epoch(optimizer: torch.optim.Optimizer, config: TrainConfig, epoch: int) -> float:
+    """Set and return 0-based ``epoch``'s learning rate (cosine schedule)."""
     lr = cosine_lr(config.lr, epoch, config.epochs)
     for group in optimizer.param_groups:
         group["lr"] = lr
-    shuffle = torch.Generator().manual_seed(derive_seed(config.seed, "shuffle", epoch))
-    order = torch.randperm(len(data.train_x), generator=shuffle)
+    return lr
+
+
+def epoch_order(config: TrainConfig, epoch: int, samples: int) -> torch.Tensor:
+    """The shuffle of ``epoch``: seeded from (``config.seed``, epoch), so a resumed run continues exactly."""
+    return torch.randperm(samples, generator=torch.Generator().manual_seed(derive_seed(config.seed, "shuffle", epoch)))
+
+
+def steps_per_epoch(samples: int, batch_size: int) -> int:
+    """Optimizer steps of one epoch over ``samples`` (a last batch of one sample is dropped: it breaks BatchNorm)."""
+    full, rest = divmod(samples, batch_size)
+    return full + (1 if rest > 1 else 0)
+
+
+def _train_epoch(noisy: NoisyModel, optimizer: torch.optim.Optimizer, data: Any,
+                 config: TrainConfig, epoch: int, progress: TrainProgress | None) -> EpochRecord:
+    started = time.perf_counter()
+    lr = start_epoch(optimizer, config, epoch)
+    order = epoch_order(config, epoch, len(data.train_x))
     noisy.backend.reseed(derive_seed(config.seed, "noise", epoch))
     device = noisy.backend.device
     noisy.train()
     total_loss = 0.0
     correct = seen = 0
-    for step in range(_steps_per_epoch(len(order), config.batch_size)):
+    for step in range(steps_per_epoch(len(order), config.batch_size)):
         index = order[step * config.batch_size:(step + 1) * config.batch_size]
         x = data.train_x[index].to(device)
         y = data.train_y[index].to(device)
@@ -357,7 +386,7 @@ def _train_epoch(noisy: NoisyModel, optimizer: torch.optim.Optimizer, data: Any,
             )
         optimizer.step()
         if config.clamp_weights:
-            _clamp_weights(noisy.model)
+            clamp_weights(noisy.model)
         batch_loss = loss.item()
         total_loss += batch_loss * len(index)
         correct += (logits.argmax(dim=1) == y).sum().item()

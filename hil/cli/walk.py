@@ -153,6 +153,9 @@ def walk(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset for --train-per-point.")] = "mnist5k",
     bn: Annotated[bool, typer.Option("--bn/--no-bn", help="BatchNorm variant (--train-per-point).")] = False,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs per point (--train-per-point).")] = 10,
+    batch_points: Annotated[int, typer.Option(
+        "--batch-points", min=1, help="--train-per-point: train this many points together in one batched pass "
+                                      "(sim/gpu, models without BatchNorm); same numbers as 1.")] = 1,
     data_dir: DataDir = None,
     preprocess: Preprocess = None,
     out: Annotated[Path | None, typer.Option("--out", help="Results folder (resumable).")] = None,
@@ -213,6 +216,8 @@ def walk(
         raise ConfigError("--adaptive works with --checkpoint (inference-only) walks")
     if train_per_point and model is None:
         raise ConfigError("--train-per-point needs --model (and --dataset)")
+    if batch_points > 1 and not train_per_point:
+        raise ConfigError("--batch-points batches trainings: it goes with --train-per-point")
     if fold_bn and checkpoint is None:
         raise ConfigError("--fold-bn walks a trained --checkpoint (inference); training keeps BatchNorm as it is")
     if checkpoint is not None and preprocess is not None:
@@ -250,7 +255,8 @@ def walk(
             assert model is not None  # checked above: --train-per-point needs --model
             base = TrainConfig(model=model, bn=bn, dataset=dataset, data_dir=data_dir, epochs=epochs,
                                backend=backend, preprocess=preprocess or DEFAULT_PREPROCESS)
-            report = walk_training(base, spec, folder, progress=bar.points, executor=runner)
+            report = walk_training(base, spec, folder, progress=bar.points, executor=runner,
+                                   batch_points=batch_points)
         if tracker is not None:
             log_walk(tracker, report, folder)
     if as_json:

@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hil.config import TrainConfig
@@ -30,40 +31,58 @@ class TrainingWalk(SweepStudy):
     Args:
         base: Training settings (model, dataset, epochs, backend, ...); its noise is replaced per point.
         spec: The sweep (σ grid, sites, repeats, seed).
+        batch_points: Points trained together in one batched pass (`hil.batched_training`); 1 trains each
+            alone. The stored numbers are the same either way, up to float rounding.
     """
 
-    def __init__(self, base: TrainConfig, spec: SweepSpec) -> None:
+    def __init__(self, base: TrainConfig, spec: SweepSpec, batch_points: int = 1) -> None:
+        from hil.batched_training import check_batchable
         from hil.models import create_model
         from hil.noisy_model import wrap
+        from hil.stacked_networks import check_stackable
         from hil.training import load_training_data
+        from hil.validation import check_int
 
         self.base = base
+        self.batch_points = check_int(batch_points, "--batch-points", low=1)
+        if self.batch_points > 1:
+            check_batchable([base])
         data = load_training_data(base)
         self.num_classes = data.num_classes
         self.test_samples = len(data.test_y)
         model = create_model(base.model, bn=base.bn, input_shape=data.input_shape, num_classes=data.num_classes)
+        if self.batch_points > 1:
+            check_stackable(model, base.model)
         self.sites = wrap(model, "sim").sites
         super().__init__(spec, self.sites)
 
     def units(self, pending: Sequence[SweepPoint]) -> Iterable[list[SweepPoint]]:
-        """One point per unit: every point is a training of its own."""
-        return ([p] for p in pending)
+        """``batch_points`` points per unit (the last may hold fewer): each unit is one (batched) training."""
+        pending = list(pending)
+        size = self.batch_points
+        return (pending[start:start + size] for start in range(0, len(pending), size))
 
     def evaluate(self, unit: list[SweepPoint]) -> list[Outcome]:
         """Train with each point's noise and return its noisy test accuracy (loss not tracked)."""
+        from hil.batched_training import train_batched
         from hil.evaluation_job import evaluate_checkpoint
         from hil.training import train
 
-        outcomes = []
-        for point in unit:
-            started = time.perf_counter()
-            seed = point.seed(self.spec.seed) % (2**31)
-            config = replace(self.base, noise=point_noise(point), seed=seed)
-            with tempfile.TemporaryDirectory(prefix="hil-walk-") as folder:
-                train(config, folder, keep_epochs=False, overwrite=True)
-                report = evaluate_checkpoint(folder, self.base.backend, point_noise(point), seed=seed)
-            outcomes.append(Outcome(report.result.mean, None, time.perf_counter() - started))
-        return outcomes
+        started = time.perf_counter()
+        configs = [self._config(point) for point in unit]
+        with tempfile.TemporaryDirectory(prefix="hil-walk-") as folder:
+            outs = [Path(folder) / f"point-{index}" for index in range(len(unit))]
+            if len(unit) > 1:
+                train_batched(configs, outs, keep_epochs=False)
+            else:
+                train(configs[0], outs[0], keep_epochs=False, overwrite=True)
+            accuracies = [evaluate_checkpoint(out, self.base.backend, config.noise, seed=config.seed).result.mean
+                          for out, config in zip(outs, configs, strict=True)]
+        seconds = (time.perf_counter() - started) / len(unit)  # each point's share of the unit
+        return [Outcome(value, None, seconds) for value in accuracies]
+
+    def _config(self, point: SweepPoint) -> TrainConfig:
+        return replace(self.base, noise=point_noise(point), seed=point.seed(self.spec.seed) % (2**31))
 
     def run(self, store: ResultStore, experiment: str, progress: ProgressCallback | None = None,
             executor: Executor | None = None) -> int:
@@ -83,12 +102,12 @@ def stored_train_config(config: TrainConfig) -> dict[str, Any]:
 
 
 def walk_training(base: TrainConfig, spec: SweepSpec, out: str | os.PathLike[str], *,
-                  progress: Any = None, executor: Executor | str | None = None) -> WalkReport:
-    """Noisy-training Walking Noise: one training per point; resumable through ``out``."""
+                  progress: Any = None, executor: Executor | str | None = None, batch_points: int = 1) -> WalkReport:
+    """Noisy-training Walking Noise: one training per point (``batch_points`` at a time); resumable through ``out``."""
     from hil.studies.engine import get_executor
     from hil.walking.report import fit_experiment, open_store, write_mu
 
-    walk = TrainingWalk(base, spec)
+    walk = TrainingWalk(base, spec, batch_points)
     config = {"kind": "train", "train": stored_train_config(base), "num_classes": walk.num_classes,
               "test_samples": walk.test_samples, "sweep": spec.to_dict()}
     with open_store(out) as store:
