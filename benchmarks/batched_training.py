@@ -1,13 +1,14 @@
-"""Would batching K trainings in one pass pay on this machine? K networks stacked with torch.func vs K sequential.
+"""Batched training of K walk points (`hil.batched_training.train_batched`) vs K trainings one after the other.
 
-Measures the question behind issue 17 part 3 before building it: one Adam step of K = 8 networks that differ only in
-their weights, (a) as one ``vmap`` over ``stack_module_state`` parameters (one forward/backward; convolutions
-become grouped convolutions, linears batched matmuls), (b) as 8 ordinary steps one after the other. Clean
-networks: hil's noise sites are left out, so this is an upper bound on what batching could give a
-train-per-point walk (the walk's noise would add per-network draws to both). Random inputs (MNIST shape
-1×28×28, batch 128); the ratio does not depend on the data. Medians of 5 runs of 10 steps.
+What a train-per-point walk does per unit: K networks that differ only in noise and seed, each a full
+`train` run (fresh init, its own split and shuffle, noise at one site as in a walk point, Adam + cosine,
+end-of-run clean and noisy test, checkpoint written). Compared: ``hil walk --train-per-point --batch-points K``
+(one batched pass) vs ``--batch-points 1`` (K `train` calls). Data: mnist5k, [0, 1] pixels (the paper's
+preprocessing), 4,000 training digits, batch 128. Also printed: noisy/clean throughput of the batched pass
+(issue 17's GPU goal ≥ 0.8). Medians of ``--rounds`` rounds; both paths are checked to store the same
+accuracies.
 
-    python benchmarks/batched_training.py [--device cuda] [--k 8]
+    python benchmarks/batched_training.py [--k 8] [--epochs 1] [--rounds 3] [--models mlp,lenet5] [--backend gpu]
 """
 
 from __future__ import annotations
@@ -15,72 +16,83 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import tempfile
 import time
+from functools import partial
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch.func import functional_call, stack_module_state, vmap
 
-from hil.models import create_model
+from hil.batched_training import train_batched
+from hil.config import TrainConfig
+from hil.noise import NoiseSpec
+from hil.training import train
+
+SITE = {"mlp": "3:fc2", "lenet5": "4:conv2"}
 
 
-def _timed(step, device: str, repeats: int = 5, steps: int = 10) -> float:  # noqa: ANN001
-    step()
-    times = []
-    for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+def _configs(model: str, k: int, epochs: int, backend: str, noisy: bool) -> list[TrainConfig]:
+    sigmas = [0.05 * (1 + i) for i in range(k)]
+    return [TrainConfig(model=model, dataset="mnist5k", epochs=epochs, seed=100 + i, backend=backend,
+                        noise=NoiseSpec(sigma_add=sigma, sites=(SITE[model],)) if noisy else NoiseSpec())
+            for i, sigma in enumerate(sigmas)]
+
+
+def _sequential(configs: list[TrainConfig], folder: Path) -> list:
+    return [train(config, folder / f"p{i}", keep_epochs=False) for i, config in enumerate(configs)]
+
+
+def _batched(configs: list[TrainConfig], mode: str, folder: Path) -> list:
+    return train_batched(configs, [folder / f"p{i}" for i in range(len(configs))], keep_epochs=False,
+                         conv_mode=mode)  # type: ignore[arg-type]
+
+
+def _timed(run) -> tuple[float, list[float]]:  # noqa: ANN001
+    with tempfile.TemporaryDirectory(prefix="hil-bench-") as folder:
         started = time.perf_counter()
-        for _ in range(steps):
-            step()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - started) / steps)
-    return statistics.median(times)
+        results = run(Path(folder))
+        return time.perf_counter() - started, [r.clean_accuracy for r in results]
+
+
+def _measure(model: str, args: argparse.Namespace, modes: list[str]) -> None:
+    noisy = _configs(model, args.k, args.epochs, args.backend, noisy=True)
+    clean = _configs(model, args.k, args.epochs, args.backend, noisy=False)
+    _timed(partial(_sequential, noisy[:1]))  # warm: data cache, first-call costs
+    runs = {"sequential": partial(_sequential, noisy)}
+    for mode in modes if model == "lenet5" else modes[:1]:
+        runs[mode] = partial(_batched, noisy, mode)
+    runs["batched clean"] = partial(_batched, clean, modes[0])
+    rows: dict[str, list[float]] = {name: [] for name in runs}
+    accuracies: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        for name, run in runs.items():
+            seconds, accuracies[name] = _timed(run)
+            rows[name].append(seconds)
+    base = statistics.median(rows["sequential"])
+    for name, times in rows.items():
+        median = statistics.median(times)
+        same = "" if name == "batched clean" else (
+            "  same accuracies" if accuracies[name] == accuracies["sequential"] else "  accuracies differ")
+        print(f"{model:7s} {name:14s} median {median:6.2f} s  ({', '.join(f'{t:.2f}' for t in times)})  "
+              f"speed-up {base / median:4.2f}×{same}")
+    print(f"{model:7s} noisy/clean throughput of the batched pass: "
+          f"{statistics.median(rows['batched clean']) / statistics.median(rows[modes[0]]):.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--k", type=int, default=8)
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--models", default="mlp,lenet5")
+    parser.add_argument("--backend", default="sim")
     args = parser.parse_args()
-    k, device, shape = args.k, args.device, (1, 28, 28)
-    print(f"batched training — {k} networks, batch {args.batch}, torch {torch.__version__}, {device}, "
-          f"{torch.get_num_threads()} threads, load avg {os.getloadavg()[0]:.1f}")
-    for name in ("mlp", "lenet5"):
-        torch.manual_seed(0)
-        models = [create_model(name, bn=False, input_shape=shape, num_classes=10).to(device) for _ in range(k)]
-        params, buffers = stack_module_state(models)  # type: ignore[arg-type]
-        template = create_model(name, bn=False, input_shape=shape, num_classes=10).to("meta")
-        xs = torch.randn(k, args.batch, *shape, device=device)
-        ys = torch.randint(0, 10, (k, args.batch), device=device)
-
-        def loss_of(p: dict, b: dict, x: torch.Tensor, y: torch.Tensor,
-                    template: torch.nn.Module = template) -> torch.Tensor:
-            return F.cross_entropy(functional_call(template, (p, b), (x,)), y)
-
-        stacked = torch.optim.Adam(params.values(), lr=1e-3)
-        each = [torch.optim.Adam(m.parameters(), lr=1e-3) for m in models]
-
-        def batched(params: dict = params, buffers: dict = buffers, stacked: torch.optim.Optimizer = stacked,
-                    xs: torch.Tensor = xs, ys: torch.Tensor = ys, loss_of=loss_of) -> None:  # noqa: ANN001
-            losses = vmap(loss_of)(params, buffers, xs, ys)
-            stacked.zero_grad()
-            losses.sum().backward()
-            stacked.step()
-
-        def sequential(models: list = models, each: list = each, xs: torch.Tensor = xs,
-                       ys: torch.Tensor = ys) -> None:
-            for index, model in enumerate(models):
-                loss = F.cross_entropy(model(xs[index]), ys[index])
-                each[index].zero_grad()
-                loss.backward()
-                each[index].step()
-
-        one, many = _timed(batched, device), _timed(sequential, device)
-        print(f"  {name:<7} batched {one * 1e3:7.2f} ms/step  sequential {many * 1e3:7.2f} ms/step  "
-              f"speed-up {many / one:.2f}×   (goal ≥ 2× on CPU, ≥ 5× on a GPU)")
+    print(f"batched training — K = {args.k} points × {args.epochs} epoch(s), mnist5k [0, 1] pixels, batch 128, "
+          f"torch {torch.__version__}, {args.backend}, {torch.get_num_threads()} threads, "
+          f"load avg {os.getloadavg()[0]:.1f}")
+    modes = ["grouped"] if args.backend.startswith("gpu") else ["per-network", "grouped"]
+    for model in args.models.split(","):
+        _measure(model, args, modes)
 
 
 if __name__ == "__main__":

@@ -180,3 +180,16 @@ def test_cli_batch_points_needs_a_training_walk_and_a_stackable_model() -> None:
     refused = runner.invoke(app, ["walk", "--train-per-point", "--model", "mlp", "--bn", "--batch-points", "2"])
     assert refused.exit_code == 1
     assert "does not cover --bn" in plain(refused.output)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_batched_training_on_the_gpu_matches_separate_gpu_trainings(tmp_path: Path) -> None:
+    """On CUDA convolutions run grouped (another summation order): accuracies agree, weights to float noise."""
+    configs = [replace(config, backend="gpu") for config in _configs("lenet5")]
+    alone = [train(config, tmp_path / f"alone-{i}", keep_epochs=False) for i, config in enumerate(configs)]
+    together = train_batched(configs, [tmp_path / f"together-{i}" for i in range(len(configs))], keep_epochs=False)
+    for one, batched in zip(alone, together, strict=True):
+        assert abs(batched.clean_accuracy - one.clean_accuracy) <= 0.01
+        for key, value in _weights(one.path).items():
+            torch.testing.assert_close(_weights(batched.path)[key], value, rtol=1e-2, atol=1e-3)
