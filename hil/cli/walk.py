@@ -79,6 +79,37 @@ def _placement(checkpoint: Path | None, backend: str, out: Path | None, repeats:
     stdout.print(f"most fragile layer: {report.most_fragile}   results: {folder / 'placement.json'}")
 
 
+def _marginal(checkpoint: Path | None, backend: str, out: Path | None, repeats: int, seed: int,
+              budget_s: float | None, budget: int, rounds: int, data_dir: str | None, as_json: bool,
+              others: dict[str, bool]) -> None:
+    """``hil walk --marginal``: each layer's executions ±1 around uniform on the hardware; the exchange that gains."""
+    from hil.studies.marginal import marginal_walk_checkpoint
+
+    if checkpoint is None:
+        raise ConfigError("--marginal walks a trained --checkpoint DIR on --backend device:… or twin:…")
+    given = [flag for flag, used in others.items() if used]
+    if given:
+        raise ConfigError(f"--marginal runs every layer at the hardware's own noise; drop {', '.join(given)}")
+    folder = out or Path(f"{checkpoint}-marginal")
+    with ProgressBar(stderr) as bar:
+        report = marginal_walk_checkpoint(checkpoint, backend, folder, budget=budget, draws=repeats, rounds=rounds,
+                                          seed=seed, budget_s=budget_s, data_dir=data_dir, progress=bar.points)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    for number, row in enumerate(report.rounds, start=1):
+        table = Table(title=f"marginal walk on {report.backend}, round {number}: executions "
+                            f"{list(row.executions)}, accuracy {row.accuracy:.2%}")
+        for column in ("layer", "executions", "one more (points)", "one fewer (points)"):
+            table.add_column(column)
+        for layer, r, up, down in zip(report.layers, row.executions, row.up, row.down, strict=True):
+            table.add_row(layer, str(r), f"{up * 100:+.2f}", "—" if down is None else f"{-down * 100:+.2f}")
+        stdout.print(table)
+        stdout.print(f"chosen: {list(row.chosen)} (predicted {row.predicted_gain * 100:+.2f} points)")
+    stdout.print(f"results: {folder / 'marginal.json'}   compare on the hardware: hil evaluate --checkpoint "
+                 f"{checkpoint} --backend {backend} --compare-reps {folder} --budget {report.budget}")
+
+
 def _snr(checkpoint: Path | None, backend: str, out: Path | None, repeats: int, seed: int, budget_s: float | None,
          attenuations: str | None, profile: Path | None, data_dir: str | None, as_json: bool,
          others: dict[str, bool]) -> None:
@@ -177,6 +208,14 @@ def walk(
     budget_s: Annotated[float | None, typer.Option(
         "--budget-s", min=0.001,
         help="--placement/--snr: device seconds allowed (timed on the first point).")] = None,
+    marginal: Annotated[bool, typer.Option(
+        "--marginal", help="Marginal walk on --backend (device:…, twin:…): each layer's executions ±1 around "
+                           "uniform at --budget, --repeats paired draws; keeps the exchange measured to "
+                           "gain.")] = False,
+    budget: Annotated[int | None, typer.Option(
+        "--budget", min=1, help="--marginal: executions per layer on average (default 2).")] = None,
+    rounds: Annotated[int | None, typer.Option(
+        "--rounds", min=1, help="--marginal: exchanges, each measured (default 1).")] = None,
     snr: Annotated[bool, typer.Option(
         "--snr", help="SNR walk: one layer at a time on --backend (device:…, twin:…) with its input range "
                       "attenuated by k (--attenuations), μ per layer in network units.")] = False,
@@ -193,19 +232,25 @@ def walk(
     from hil.walking.grid import default_sigmas, parse_sigmas
     from hil.walking.sweep import SweepSpec
 
-    if placement and snr:
-        raise ConfigError("choose one of --placement and --snr")
+    if placement + snr + marginal > 1:
+        raise ConfigError("choose one of --placement, --snr and --marginal")
+    sigma_flags = {"--train-per-point": train_per_point, "--global": global_sweep, "--adaptive": adaptive,
+                   "--heatmap": heatmap, "--sigmas": sigmas is not None, "--fold-bn": fold_bn}  # no hardware walk
+    if marginal:
+        _marginal(checkpoint, backend, out, repeats, seed, budget_s, budget or 2, rounds or 1, data_dir, as_json,
+                  others=sigma_flags)
+        return
     if snr:
         _snr(checkpoint, backend, out, repeats, seed, budget_s, attenuations, profile, data_dir, as_json,
-             others={"--train-per-point": train_per_point, "--global": global_sweep, "--adaptive": adaptive,
-                     "--heatmap": heatmap, "--sigmas": sigmas is not None, "--fold-bn": fold_bn})
+             others=sigma_flags)
         return
     if attenuations is not None or profile is not None:
         raise ConfigError("--attenuations and --profile go with --snr")
+    if budget is not None or rounds is not None:
+        raise ConfigError("--budget and --rounds go with --marginal (a σ walk has no executions to spend)")
     if placement:
         _placement(checkpoint, backend, out, repeats, seed, budget_s, data_dir, as_json,
-                   others={"--train-per-point": train_per_point, "--global": global_sweep, "--adaptive": adaptive,
-                           "--heatmap": heatmap, "--sigmas": sigmas is not None, "--fold-bn": fold_bn})
+                   others=sigma_flags)
         return
     if budget_s is not None:
         raise ConfigError("--budget-s goes with --placement or --snr (device walks); a σ walk runs on the backend "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,8 @@ PLACEMENT_STRATEGY = "guided-placement"
 """Executions ∝ √(drop) from a placement walk on the hardware (`allocate_sqrt_drop`)."""
 SNR_STRATEGY = "guided-snr"
 """The greedy rule on the accuracy-vs-σ curves an SNR walk measured on the hardware, each layer at its own σ."""
+MARGINAL_STRATEGY = "guided-marginal"
+"""The executions a marginal walk chose on the hardware (exchanges measured to gain, `hil.studies.marginal`)."""
 ALLOCATORS = {"greedy": "guided-greedy", "inverse-mu": "guided-1/mu"}
 """``--allocator`` value → strategy name."""
 COSTS: tuple[str, ...] = ("executions", "macs")
@@ -104,13 +106,15 @@ class Allocation:
 def plan_allocations(strategies: Sequence[str], sites: Sequence[SiteCost], budget: int, *,
                      sensitivity: Sequence[SiteSensitivity] | None = None, drops: Sequence[float] | None = None,
                      sigma: float | Sequence[float] = 0.0, snr: SnrCurves | None = None,
-                     cost: str = "executions", num_classes: int = 10, clean_macs: int = 0) -> list[Allocation]:
+                     marginal: Mapping[str, int] | None = None, cost: str = "executions", num_classes: int = 10,
+                     clean_macs: int = 0) -> list[Allocation]:
     """Executions per site for each strategy at budget r̄ (n_t = L·r̄ executions).
 
     ``guided-greedy`` spends the same cost as ``uniform`` would: L·r̄ executions with
     ``cost="executions"``, r̄·Σ c_i with ``cost="macs"``; ``guided-1/mu`` is the paper's rule and
     always spends n_t executions. ``guided-snr`` is the greedy rule on ``snr``: the hardware's own
-    curves, each layer at the σ it has natively (n_t executions).
+    curves, each layer at the σ it has natively (n_t executions). ``guided-marginal`` takes the executions a
+    marginal walk chose (``marginal``: site → executions; they must spend n_t).
 
     Raises:
         ConfigError: Unknown strategy or cost; guided strategy without sensitivities; bad budget.
@@ -125,12 +129,14 @@ def plan_allocations(strategies: Sequence[str], sites: Sequence[SiteCost], budge
     chance = 1.0 / num_classes
     plans = []
     for strategy in strategies:
-        if strategy not in (*STRATEGIES, PLACEMENT_STRATEGY, SNR_STRATEGY):
+        if strategy not in (*STRATEGIES, PLACEMENT_STRATEGY, SNR_STRATEGY, MARGINAL_STRATEGY):
             raise ConfigError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
         if strategy == SNR_STRATEGY:
             if snr is None:
                 raise ConfigError(f"{strategy} needs an SNR walk: pass its folder (hil walk --snr)")
             executions = allocate_greedy(snr.curves, snr.sigma, float(count * budget), chance=chance)
+        elif strategy == MARGINAL_STRATEGY:
+            executions = _marginal_executions(marginal, sites, count * budget)
         elif strategy == PLACEMENT_STRATEGY:
             if drops is None:
                 raise ConfigError(f"{strategy} needs a placement walk: pass its folder (hil walk --placement)")
@@ -153,6 +159,22 @@ def plan_allocations(strategies: Sequence[str], sites: Sequence[SiteCost], budge
             predicted = predict_accuracy(model, executions, levels, clean=clean, chance=chance)
         plans.append(Allocation(strategy, tuple(sites), executions, predicted, clean_macs))
     return plans
+
+
+def _marginal_executions(marginal: Mapping[str, int] | None, sites: Sequence[SiteCost],
+                         total: int) -> tuple[int, ...]:
+    if marginal is None:
+        raise ConfigError(f"{MARGINAL_STRATEGY} needs a marginal walk: pass its folder (hil walk --marginal)")
+    missing = [s.name for s in sites if s.name not in marginal]
+    if missing:
+        raise ConfigError(f"the marginal walk has no executions for {', '.join(missing)}; it was run on another "
+                          f"network — rerun hil walk --marginal on this checkpoint")
+    executions = tuple(marginal[s.name] for s in sites)
+    if sum(executions) != total:
+        raise ConfigError(f"the marginal walk chose {sum(executions)} executions for {len(sites)} layers, this "
+                          f"comparison spends {total}: pass the --budget the walk was run with "
+                          f"({sum(executions) / len(sites):g})")
+    return executions
 
 
 @dataclass(frozen=True)
@@ -379,21 +401,25 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
     """
     from hil.evaluation import summarize_draws
     from hil.runs import open_run
+    from hil.studies.marginal import load_marginal
     from hil.studies.repetitions import RepetitionStudy
 
     placement = load_placement(walk) if walk is not None else None
-    snr_walk = walk is not None and placement is None and (Path(walk) / "snr.json").is_file()
+    marginal = load_marginal(walk) if walk is not None and placement is None else None
+    snr_walk = (walk is not None and placement is None and marginal is None
+                and (Path(walk) / "snr.json").is_file())
     if walk is None and noise.is_clean:
         raise ConfigError("give --sigma-add or --sigma-mul (or a walk folder to take the global μ from)")
     sigma_source = "given"
     sensitivity = None
-    if placement is not None or snr_walk:
-        hardware = PLACEMENT_STRATEGY if placement is not None else SNR_STRATEGY
+    if placement is not None or snr_walk or marginal is not None:
+        hardware = (PLACEMENT_STRATEGY if placement is not None else
+                    MARGINAL_STRATEGY if marginal is not None else SNR_STRATEGY)
         strategies = tuple(dict.fromkeys(hardware if s.startswith("guided") else s for s in strategies))
         if noise.is_clean:  # the hardware brings its own noise to Linear/Conv sites; σ only marks them noisy
             noise, sigma_source = NoiseSpec(sigma_add=1.0, sites="matmul"), "the hardware's own (Linear/Conv sites)"
     kind = _noise_kind(noise)
-    if walk is not None and placement is None and not snr_walk:
+    if walk is not None and placement is None and marginal is None and not snr_walk:
         sensitivity = load_sensitivity(walk, kind)
         noise, sigma_source = _with_walk_sigma(noise, sensitivity)
     with open_run(checkpoint, backend, noise, data_dir=data_dir, fold_bn=fold_bn) as run:
@@ -408,11 +434,12 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
             site_curves = sensitivity.for_sites([s.name for s in noisy_sites], [s.name for s in noisy.sites],
                                                 model_name)
         drops, snr = None, None
-        if placement is not None or snr_walk:
+        if placement is not None or snr_walk or marginal is not None:
             from hil.backends.base import PlacesLayers
 
             if not isinstance(run.backend, PlacesLayers):
-                raise ConfigError(f"repetitions guided by {'a placement' if placement is not None else 'an SNR'} walk "
+                kind_of_walk = "a placement" if placement is not None else "a marginal" if marginal else "an SNR"
+                raise ConfigError(f"repetitions guided by {kind_of_walk} walk "
                                   f"run on the hardware it measured: give --backend device:… or twin:…")
         if snr_walk:
             assert walk is not None
@@ -426,7 +453,7 @@ def evaluate_repetitions(checkpoint: str | os.PathLike[str], strategies: Sequenc
             drops = [placement[s.name] for s in noisy_sites]
         sigma = [n.sigma_mul if kind == "mul" else n.sigma_add for n in plan if not n.is_clean]
         allocations = plan_allocations(strategies, noisy_sites, budget, sensitivity=site_curves, drops=drops,
-                                       sigma=sigma, snr=snr,
+                                       sigma=sigma, snr=snr, marginal=marginal,
                                        cost=cost, num_classes=data.num_classes, clean_macs=clean_macs)
         plans = [(a.strategy, noise.with_overrides(*a.overrides())) for a in allocations]
         study = RepetitionStudy(noisy, data.test_x, data.test_y, plans, draws=repeats, seed=seed,

@@ -53,6 +53,8 @@ class RepetitionStudy:
         self.seed = seed
         self.batch_size = batch_size
         self.points = [DrawPoint(s, r) for s in range(len(self.plans)) for r in range(draws)]
+        self.points_per_draw = len(self.plans)
+        """Points that make one draw of every plan (what a device-time budget counts)."""
 
     def key(self, point: DrawPoint) -> PointKey:
         """Store key: the strategy as the site, its σ, the draw as the repeat."""

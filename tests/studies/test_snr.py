@@ -100,7 +100,7 @@ def test_cli_snr_table_and_flag_errors(checkpoint: Path, device: tuple[Path, Pat
     result = runner.invoke(app, base)
     assert result.exit_code == 0, result.output
     assert "SNR walk on twin:" in result.output and "3:fc2" in result.output
-    for extra, message in ((["--placement"], "choose one of --placement and --snr"),
+    for extra, message in ((["--placement"], "choose one of --placement, --snr and --marginal"),
                            (["--sigmas", "1,2"], "drop --sigmas")):
         bad = runner.invoke(app, [*base, *extra])
         assert bad.exit_code == 1 and message in bad.output and "Traceback" not in bad.output
