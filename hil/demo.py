@@ -10,7 +10,9 @@
    (``sim``, σa = the global μ at every site: 002 Table 3) and what that model predicts for the device's
    noise, so the report can say whether guidance carried over to the device and, if not, why; then an SNR
    walk *on the device* (each layer alone, its input range attenuated: μ per layer measured on the chip)
-   and the repetitions it guides (``guided-snr``) against uniform, again on the device;
+   and the repetitions it guides (``guided-snr``) against uniform, again on the device; then a marginal
+   walk on the device (every layer on the chip, each layer's executions ±1 around uniform: the exchange
+   measured to gain) and ``guided-marginal`` against uniform on fresh draws;
 6. write ``report.md`` linking every table and plot.
 """
 
@@ -67,6 +69,7 @@ def run_demo(out: str | os.PathLike[str], settings: DemoSettings = DemoSettings(
     from hil.config import TrainConfig
     from hil.guided.compare import STRATEGIES, evaluate_repetitions
     from hil.noise import NoiseSpec
+    from hil.studies.marginal import marginal_walk_checkpoint
     from hil.studies.snr import snr_walk_checkpoint
     from hil.studies.walk import walk_checkpoint
     from hil.training import train
@@ -128,7 +131,15 @@ def run_demo(out: str | os.PathLike[str], settings: DemoSettings = DemoSettings(
                                              repeats=settings.draws)
         done()
 
-    done = timed("5c/6 the same question on the Gaussian model: the paper's setting and the device's noise")
+        done = timed("5c/6 marginal walk on the device (each layer's executions ±1) and the repetitions it guides")
+        marginal_walk = marginal_walk_checkpoint(folder / "mlp", backend, folder / "marginal", budget=settings.budget,
+                                                 draws=settings.draws)
+        marginal_guided = evaluate_repetitions(folder / "mlp", ("uniform", "guided"), budget=settings.budget,
+                                               noise=NoiseSpec(), walk=folder / "marginal", backend=backend,
+                                               repeats=settings.draws)
+        done()
+
+    done = timed("5d/6 the same question on the Gaussian model: the paper's setting and the device's noise")
     paper_setting = evaluate_repetitions(folder / "mlp", ("uniform", "guided-1/mu"), budget=settings.budget,
                                          noise=NoiseSpec(), walk=walk, backend="sim", repeats=settings.paper_draws)
     model_of_device = evaluate_repetitions(folder / "mlp", ("none", "uniform"), budget=settings.budget, noise=noise,
@@ -146,10 +157,13 @@ def run_demo(out: str | os.PathLike[str], settings: DemoSettings = DemoSettings(
                "repetitions": comparison.to_dict(), "paper_setting": paper_setting.to_dict(),
                "model_of_device": model_of_device.to_dict(),
                "device_walk": device_walk.to_dict(), "device_guided": device_guided.to_dict(),
-               "verdict": [*_verdict(comparison, paper_setting, model_of_device), _device_verdict(device_guided)],
+               "marginal_walk": marginal_walk.to_dict(), "marginal_guided": marginal_guided.to_dict(),
+               "verdict": [*_verdict(comparison, paper_setting, model_of_device), _device_verdict(device_guided),
+                           _device_verdict(marginal_guided)],
                "seconds": timings}
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, default=_plain) + "\n")
-    (folder / "report.md").write_text(_report(summary, calibration, per_site, comparison, device_walk, device_guided))
+    (folder / "report.md").write_text(_report(summary, calibration, per_site, comparison, device_walk, device_guided,
+                                              marginal_guided))
     done()
     return summary
 
@@ -183,11 +197,20 @@ def _verdict(device: Any, paper: Any, model: Any) -> list[str]:
     return lines
 
 
+_DEVICE_WALKS = {"guided-snr": "the SNR walk", "guided-marginal": "the marginal walk"}
+
+
 def _device_verdict(guided: Any) -> str:
-    """One sentence: did repetitions guided by the walk on the device beat uniform there."""
-    diff = _difference(guided, "guided-snr")
+    """One sentence: did repetitions guided by a walk on the device beat uniform there."""
+    diff = next(d for d in guided.differences if d.strategy in _DEVICE_WALKS)
     outcome = "beat" if diff.low > 0 else "do not beat"
-    return f"Guided by the SNR walk on the device (guided-snr), repetitions {outcome} uniform there: {_points(diff)}."
+    return (f"Guided by {_DEVICE_WALKS[diff.strategy]} on the device ({diff.strategy}), repetitions {outcome} "
+            f"uniform there: {_points(diff)}.")
+
+
+def _strategy_rows(report: Any) -> list[str]:
+    return [f"| {item.allocation.strategy} | {item.result.mean:.1%} ± {item.result.std:.1%} | "
+            f"{list(item.allocation.executions)} |" for item in report.strategies]
 
 
 def _plain(value: Any) -> Any:
@@ -195,7 +218,7 @@ def _plain(value: Any) -> Any:
 
 
 def _report(summary: dict[str, Any], calibration: Any, walk: Any, comparison: Any, device_walk: Any,
-            device_guided: Any) -> str:
+            device_guided: Any, marginal_guided: Any) -> str:
     est = calibration.profile.estimates
     truth = summary["device"]["truth"]
     lines = ["# hil demo report", "",
@@ -249,9 +272,13 @@ def _report(summary: dict[str, Any], calibration: Any, walk: Any, comparison: An
         mu = f"{fit.mu:.3g} [{fit.mu_low:.3g}, {fit.mu_high:.3g}]" if fit.status == "ok" else fit.status
         lines.append(f"| {row.layer} | {row.sigma.total:.3g} | {mu} | {row.mu_attenuation:.3g} |")
     lines += ["", "| strategy | accuracy on the device | executions per layer |", "|---|---|---|"]
-    for item in device_guided.strategies:
-        lines.append(f"| {item.allocation.strategy} | {item.result.mean:.1%} ± {item.result.std:.1%} | "
-                     f"{list(item.allocation.executions)} |")
+    lines += _strategy_rows(device_guided)
+    rounds = summary["marginal_walk"]["rounds"]
+    lines += ["", f"Marginal walk on the device: every layer on the chip, executions {rounds[0]['executions']}, "
+              f"each layer given one execution more and one fewer on paired draws; the exchange measured to gain "
+              f"most → {rounds[-1]['chosen']}. Compared with uniform on fresh draws:", "",
+              "| strategy | accuracy on the device | executions per layer |", "|---|---|---|"]
+    lines += _strategy_rows(marginal_guided)
     lines += ["", "### Verdict", "", *summary["verdict"]]
     seconds = summary["seconds"]
     lines += ["", "## Timing", "", *(f"- {name}: {value:.1f} s" for name, value in seconds.items()), ""]

@@ -59,8 +59,16 @@ def test_demo_runs_the_whole_pipeline(tmp_path: Path) -> None:
     # The walk on the device and the repetitions it guides, compared on the device.
     assert [row["layer"] for row in summary["device_walk"]["layers"]] == ["1:fc1", "3:fc2", "5:fc3", "7:fc4"]
     assert [row["strategy"] for row in summary["device_guided"]["strategies"]] == ["uniform", "guided-snr"]
-    assert "### Guided by a walk on the device" in report and summary["verdict"][-1] in report
-    assert summary["verdict"][-1].startswith("Guided by the SNR walk on the device (guided-snr), repetitions ")
+    assert "### Guided by a walk on the device" in report and summary["verdict"][-2] in report
+    assert summary["verdict"][-2].startswith("Guided by the SNR walk on the device (guided-snr), repetitions ")
+    # The marginal walk on the device: executions ±1 per layer, the exchange it keeps, compared on fresh draws.
+    chosen = summary["marginal_walk"]["rounds"][-1]["chosen"]
+    assert sum(chosen) == 8 and summary["marginal_walk"]["rounds"][0]["executions"] == [2, 2, 2, 2]
+    guided = summary["marginal_guided"]["strategies"]
+    assert [row["strategy"] for row in guided] == ["uniform", "guided-marginal"]
+    assert list(guided[1]["executions"].values()) == chosen
+    assert summary["verdict"][-1].startswith("Guided by the marginal walk on the device (guided-marginal), ")
+    assert summary["verdict"][-1] in report and "Marginal walk on the device" in report
     for image in ("calibration/variance.png", "walk/plots/curves.png", "walk/plots/mu.png"):
         assert (out / image).is_file() and image in report
     again = runner.invoke(app, ["demo", "--out", str(out), "--quick"])
