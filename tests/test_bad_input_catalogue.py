@@ -59,6 +59,7 @@ def _write(path: str, data: bytes | str) -> Callable[[Path], None]:
 
 def _sparse(path: str) -> Callable[[Path], None]:
     def damage(root: Path) -> None:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
         with (root / path).open("wb") as handle:
             handle.truncate(OVERSIZED)
     return damage
@@ -111,6 +112,8 @@ DAMAGE: dict[str, Callable[[Path], None]] = {
     "store-newer": _store_version,
     "store-failure-tampered": _store_failure_tampered,
     "snr-walk-garbage": _write("s/snr.json", '{"clean": "high", "layers": 3}'),
+    "marginal-walk-garbage": _write("m/marginal.json", '{"executions": {"1:fc1": -2}}'),
+    "marginal-walk-oversized": _sparse("m/marginal.json"),
     "recording-garbage": _write("r.hilrec", "this is not a recording\n"),
     "emulator-config-bad": _write("d.toml", "sigma_add = -1\n"),
     "emulator-config-not-toml": _write("d.toml", "sigma_add = = 1\n"),
@@ -196,6 +199,12 @@ CASES = [
     Case("evaluate-snr-walk-garbage", ("evaluate", "--checkpoint", "{ck}", "--compare-reps", "{tmp}/s", "--budget",
                                        "2", "--backend", "twin:{tmp}/p.toml"), ("cannot read the SNR walk",),
          damage="snr-walk-garbage"),
+    Case("evaluate-marginal-walk-garbage", ("evaluate", "--checkpoint", "{ck}", "--compare-reps", "{tmp}/m",
+                                            "--budget", "2", "--backend", "twin:{tmp}/p.toml"),
+         ("cannot read the marginal walk", "rerun hil walk --marginal"), damage="marginal-walk-garbage"),
+    Case("evaluate-marginal-walk-oversized", ("evaluate", "--checkpoint", "{ck}", "--compare-reps", "{tmp}/m",
+                                              "--budget", "2", "--backend", "twin:{tmp}/p.toml"),
+         ("marginal walk", "original file"), damage="marginal-walk-oversized"),
     Case("evaluate-device-dies", ("evaluate", "--checkpoint", "{ck}", "--backend", "device:tcp:{dying}",
                                   "--repeats", "3"), ("link closed by the device", "rerun"), die_after=8),
     # --- walk
@@ -215,6 +224,10 @@ CASES = [
     Case("walk-snr-on-sim", ("walk", "--checkpoint", "{ck}", "--snr", "--out", "{tmp}/n"), ("--profile",)),
     Case("walk-snr-corrupt-profile", ("walk", "--checkpoint", "{ck}", "--snr", "--backend", "twin:{tmp}/p.toml",
                                       "--out", "{tmp}/n"), ("corrupt",), damage="profile-not-toml"),
+    Case("walk-marginal-on-sim", ("walk", "--checkpoint", "{ck}", "--marginal", "--out", "{tmp}/n"),
+         ("device:ADDRESS or twin:PROFILE",)),
+    Case("walk-marginal-zero-budget", ("walk", "--checkpoint", "{ck}", "--marginal", "--budget", "0", "--out",
+                                       "{tmp}/n"), ("--budget",)),
     Case("walk-stale-checkpoint", ("walk", "--checkpoint", "{ck}", "--out", "{tmp}/n"), ("newer",),
          damage="meta-newer"),
     Case("walk-device-dies", ("walk", "--checkpoint", "{ck}", "--placement", "--backend", "device:tcp:{dying}",

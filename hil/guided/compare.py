@@ -26,7 +26,7 @@ from hil.guided.allocation import (
 )
 from hil.guided.sensitivity import Sensitivity, SiteSensitivity, load_sensitivity
 from hil.noise import NoiseSpec, SiteOverride
-from hil.validation import check_int
+from hil.validation import check_int, check_size
 
 if TYPE_CHECKING:
     from hil.studies.engine import Executor
@@ -332,6 +332,7 @@ def load_snr(folder: str | os.PathLike[str], layers: Sequence[str], *, num_class
     path = Path(folder) / "snr.json"
     if not path.is_file():
         return None
+    check_size(path, "SNR walk")
     try:
         data = json.loads(path.read_text())
         clean = float(data["clean"])
@@ -366,6 +367,7 @@ def load_placement(folder: str | os.PathLike[str]) -> dict[str, float] | None:
     path = Path(folder) / "placement.json"
     if not path.is_file():
         return None
+    check_size(path, "placement walk")
     try:
         data = json.loads(path.read_text())
         rows = {str(row["layer"]): float(row["drop"]) for row in data["layers"]}

@@ -213,9 +213,12 @@ def load_marginal(folder: str | os.PathLike[str]) -> dict[str, int] | None:
     """
     import json
 
+    from hil.validation import check_size
+
     path = Path(folder) / "marginal.json"
     if not path.is_file():
         return None
+    check_size(path, "marginal walk")
     try:
         data = json.loads(path.read_text())
         table = data["executions"]
