@@ -52,16 +52,22 @@ def print_report(report: Any, console: Console) -> None:
                       f"the walk to retry them[/]")
 
 
+def _check_hardware_walk(flag: str, checkpoint: Path | None, others: dict[str, bool], runs: str) -> Path:
+    """The checkpoint of a walk on the hardware (``--placement``, ``--snr``, ``--marginal``); σ-walk flags refused."""
+    if checkpoint is None:
+        raise ConfigError(f"{flag} walks a trained --checkpoint DIR on --backend device:… or twin:…")
+    given = [name for name, used in others.items() if used]
+    if given:
+        raise ConfigError(f"{flag} {runs}; drop {', '.join(given)}")
+    return checkpoint
+
+
 def _placement(checkpoint: Path | None, backend: str, out: Path | None, repeats: int, seed: int,
                budget_s: float | None, data_dir: str | None, as_json: bool, others: dict[str, bool]) -> None:
     """``hil walk --placement``: the placement walk, printed as a table of drops."""
     from hil.studies.placement import place_checkpoint
 
-    if checkpoint is None:
-        raise ConfigError("--placement walks a trained --checkpoint DIR on --backend device:… or twin:…")
-    given = [flag for flag, used in others.items() if used]
-    if given:
-        raise ConfigError(f"--placement runs each layer at the hardware's own noise; drop {', '.join(given)}")
+    checkpoint = _check_hardware_walk("--placement", checkpoint, others, "runs each layer at the hardware's own noise")
     folder = out or Path(f"{checkpoint}-placement")
     with ProgressBar(stderr) as bar:
         report = place_checkpoint(checkpoint, backend, folder, draws=repeats, seed=seed, budget_s=budget_s,
@@ -85,11 +91,7 @@ def _marginal(checkpoint: Path | None, backend: str, out: Path | None, repeats: 
     """``hil walk --marginal``: each layer's executions ±1 around uniform on the hardware; the exchange that gains."""
     from hil.studies.marginal import marginal_walk_checkpoint
 
-    if checkpoint is None:
-        raise ConfigError("--marginal walks a trained --checkpoint DIR on --backend device:… or twin:…")
-    given = [flag for flag, used in others.items() if used]
-    if given:
-        raise ConfigError(f"--marginal runs every layer at the hardware's own noise; drop {', '.join(given)}")
+    checkpoint = _check_hardware_walk("--marginal", checkpoint, others, "runs every layer at the hardware's own noise")
     folder = out or Path(f"{checkpoint}-marginal")
     with ProgressBar(stderr) as bar:
         report = marginal_walk_checkpoint(checkpoint, backend, folder, budget=budget, draws=repeats, rounds=rounds,
@@ -117,12 +119,8 @@ def _snr(checkpoint: Path | None, backend: str, out: Path | None, repeats: int, 
     from hil.studies.snr import DEFAULT_ATTENUATIONS, snr_walk_checkpoint
     from hil.walking.grid import parse_sigmas
 
-    if checkpoint is None:
-        raise ConfigError("--snr walks a trained --checkpoint DIR on --backend device:… or twin:…")
-    given = [flag for flag, used in others.items() if used]
-    if given:
-        raise ConfigError(f"--snr raises the hardware's own noise by attenuating inputs (--attenuations); "
-                          f"drop {', '.join(given)}")
+    checkpoint = _check_hardware_walk("--snr", checkpoint, others,
+                                      "raises the hardware's own noise by attenuating inputs (--attenuations)")
     grid = parse_sigmas(attenuations) if attenuations else DEFAULT_ATTENUATIONS
     folder = out or Path(f"{checkpoint}-snr")
     with ProgressBar(stderr) as bar:
