@@ -152,3 +152,16 @@ def test_toml_profiles_round_trip_awkward_keys_exactly(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="missing value inside a list.*write the profile as .json"):
         write_profile(replace(profile, device={**profile.device, "temps": [1.0, None]}), tmp_path / "n.toml")
     assert not (tmp_path / "n.toml").exists()
+
+
+def test_an_aged_chip_is_the_new_chip_with_its_columns_moved_and_a_calibration_sees_it() -> None:
+    new, _ = run(samples=2000, seed=11)
+    aged, result = run(seed=11, gain_aging=0.1, offset_aging=0.3)
+    unaged_twice, _ = run(samples=2000, seed=11, gain_aging=0.0)
+    assert np.array_equal(unaged_twice.gain, new.gain) and np.array_equal(unaged_twice.offset, new.offset)
+    change = aged.gain / new.gain - 1
+    assert 0.05 < np.std(change) < 0.15 and not np.allclose(aged.offset, new.offset)
+    assert 0.15 < np.std(aged.offset - new.offset) < 0.45
+    assert np.max(np.abs(result.fit.columns.gain / aged.gain - 1)) < 0.05  # recalibrating finds the aged truth
+    with pytest.raises(ConfigError, match="gain_aging"):
+        EmulatorConfig(gain_aging=-0.1)

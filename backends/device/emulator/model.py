@@ -8,7 +8,9 @@ The model (per column c of a tile, codes normalised to ±1)::
 
 with hidden per-column gain g_c ~ 1 + N(0, gain_spread²), offset o_c ~ N(0, offset_spread²) and
 σa scale exp(sigma_add_spread · N(0, 1)) drawn from the seed at power-up, and a temperature that
-drifts slowly with use (σa grows by ``drift_per_kelvin`` per kelvin above 25 °C).
+drifts slowly with use (σa grows by ``drift_per_kelvin`` per kelvin above 25 °C). An aged chip
+(``gain_aging``, ``offset_aging``) is the same chip with each column's gain scaled by 1 + N(0, gain_aging²)
+and its offset moved by N(0, offset_aging²) since it was new: a calibration made when new is stale on it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from hil.backends.device.protocol import CAPABILITY_LIMITS, Capabilities
 from hil.errors import ConfigError
 from hil.noise import ORDERS
 from hil.validation import check_choice, check_int, check_keys, check_number, check_size, check_table
+
+AGING_STREAM = 0xA6E
+"""Second entry of the seed sequence that draws a chip's aging (gain/offset changes since it was new)."""
 
 MAX_CELLS = 1 << 28
 """Most stored weight cells (rows × cols × slots) an emulator accepts: 512 MiB of int16."""
@@ -56,6 +61,8 @@ class EmulatorConfig:
         drift_per_kelvin: Relative σa increase per kelvin above 25 °C.
         offset_drift: Offset change per kelvin above 25 °C (dot-product units).
         heating: Kelvin gained per million MACs (cools back with a 10 s time constant).
+        gain_aging: Std of each column's relative gain change since the chip was new (its calibration).
+        offset_aging: Std of each column's offset change since the chip was new (dot-product units).
     """
 
     sigma_add: float = 0.0
@@ -77,11 +84,13 @@ class EmulatorConfig:
     drift_per_kelvin: float = 0.0
     offset_drift: float = 0.0
     heating: float = 0.0
+    gain_aging: float = 0.0
+    offset_aging: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("sigma_add", "sigma_mul", "gain_spread", "offset_spread", "sigma_add_spread",
                      "drift_per_kelvin", "offset_drift",
-                     "heating"):
+                     "heating", "gain_aging", "offset_aging"):
             check_number(getattr(self, name), f"device {name}", low=0)
         check_choice(self.order, "device order", ORDERS)
         for name, (low, high) in {**CAPABILITY_LIMITS, "seed": (0, 2**63 - 1)}.items():
@@ -136,6 +145,11 @@ class AnalogArray:
         self.offset = config.offset_spread * self.rng.standard_normal(config.cols)
         self.sigma_add_scale = (np.exp(config.sigma_add_spread * self.rng.standard_normal(config.cols))
                                 if config.sigma_add_spread else np.ones(config.cols))
+        if config.gain_aging or config.offset_aging:
+            # a stream of its own: the new chip's gains, offsets and noise stay those of the same seed unaged
+            aging = np.random.default_rng([config.seed, AGING_STREAM])
+            self.gain = self.gain * (1.0 + config.gain_aging * aging.standard_normal(config.cols))
+            self.offset = self.offset + config.offset_aging * aging.standard_normal(config.cols)
         self.heat = 0.0
         self.last_use = time.monotonic()
         self.executions = 0
