@@ -9,7 +9,13 @@ is evaluated on the device, ``--draws`` times. Prints device accuracies and the 
 (fine-tuned on the device − start, − twin control) with Welch 95 % intervals. The device is the
 emulator in its own process over a pseudo-terminal (AMVM/1).
 
+``--gain-aging G --offset-aging O``: the chip served is the calibrated one aged since its calibration
+(each column's gain × (1 + N(0, G²)), offset + N(0, O²)), so the card, the twin and the device
+backend's correction are stale; the fine-tuning runs on the aged chip. One more line then gives what
+recalibrating instead buys: the twin-trained start on the device corrected with a fresh card.
+
     python benchmarks/fine_tune_device.py [--sigma-add 0.7] [--epochs 10] [--tune-epochs 2] [--draws 8]
+                                         [--gain-aging 0.1 --offset-aging 0.3]
 """
 
 from __future__ import annotations
@@ -19,10 +25,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from emulated_device import calibrated_chip, device_flags
+from emulated_device import CALIBRATION_SAMPLES, calibrated_chip, device_flags
 from scipy import stats
 
 from hil.backends.device.emulator import EmulatorProcess
+from hil.calibration.design import CalibrationDesign
+from hil.calibration.job import calibrate
+from hil.calibration.profile import write_profile
 from hil.config import TrainConfig
 from hil.evaluation_job import evaluate_checkpoint
 from hil.noise import NoiseSpec
@@ -44,7 +53,10 @@ def main() -> None:
     parser = device_flags(__doc__, sigma_add=0.7, draws=8)
     parser.add_argument("--tune-epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--gain-aging", type=float, default=0.0, help="column gain change since calibration")
+    parser.add_argument("--offset-aging", type=float, default=0.0, help="column offset change since calibration")
     args = parser.parse_args()
+    aged = bool(args.gain_aging or args.offset_aging)
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         config, profile = calibrated_chip(root, args.sigma_add)
@@ -54,6 +66,10 @@ def main() -> None:
             train(TrainConfig(model=args.model, dataset="mnist5k", epochs=args.epochs, backend=backend),
                   root / name, keep_epochs=False)
         lines = []
+        if aged:
+            config = root / "aged.toml"
+            config.write_text((root / "device.toml").read_text()
+                              + f"gain_aging = {args.gain_aging}\noffset_aging = {args.offset_aging}\n")
         with EmulatorProcess("--port", "pty", "--config", str(config)) as emulator:
             device = f"device:serial:{emulator.address}#calibration={profile}"
 
@@ -78,7 +94,16 @@ def main() -> None:
                              f"[{gain[1] * 100:+.2f}, {gain[2] * 100:+.2f}]   device−twin {versus[0] * 100:+.2f} pt "
                              f"[{versus[1] * 100:+.2f}, {versus[2] * 100:+.2f}]   "
                              f"({seconds['device']:.0f} s on the device, {seconds['twin']:.0f} s on the twin)")
-    print(f"{args.model} on mnist5k, device σa {args.sigma_add}; start {args.epochs} epochs, fine-tune "
+            if aged:
+                fresh = write_profile(calibrate("sim", CalibrationDesign(samples=CALIBRATION_SAMPLES),
+                                                emulator_config=str(config)).profile, root / "recalibrated.toml")
+                recalibrated = evaluate_checkpoint(root / "twin-trained", f"device:serial:{emulator.address}"
+                                                   f"#calibration={fresh}", NoiseSpec(), repeats=args.draws)
+                accuracies = recalibrated.result.accuracies
+                lines.append(f"  recalibrated instead: twin-trained start on the device corrected with a fresh "
+                             f"card {np.mean(accuracies):6.2%}")
+    chip = f"aged since calibration (gains {args.gain_aging:g}, offsets {args.offset_aging:g})" if aged else "new"
+    print(f"{args.model} on mnist5k, device σa {args.sigma_add}, chip {chip}; start {args.epochs} epochs, fine-tune "
           f"{args.tune_epochs} epochs at lr {args.lr:g}; accuracies on the device, {args.draws} draws each")
     print("\n".join(lines))
 

@@ -65,3 +65,32 @@ def test_cli_fine_tunes_on_the_device(start: tuple[Path, Path], tmp_path: Path) 
     assert f"on twin:{profile}" in done.output.replace("\n", "")
     both = runner.invoke(app, ["train", "--init", str(net), "--resume", str(net), "--epochs", "3"])
     assert both.exit_code == 1 and "give one" in both.output
+
+
+def test_fine_tuning_on_an_aged_chip_wins_back_what_the_stale_card_lost(tmp_path: Path) -> None:
+    """The chip aged since its calibration (columns' gains and offsets moved): the card, and so the
+    device backend's correction, is stale; two epochs with the aged chip in the loop raise its accuracy."""
+    from hil.backends.device.emulator import EmulatorProcess
+    from hil.evaluation_job import evaluate_checkpoint
+    from hil.noise import NoiseSpec
+
+    net = tmp_path / "net"
+    train(TrainConfig(model="mlp", dataset="digits", epochs=15, lr=3e-3), net, keep_epochs=False)
+    chip = DEVICE.replace("sigma_add = 0.5", "sigma_add = 0.1")
+    new = tmp_path / "new.toml"
+    new.write_text(chip)
+    profile = write_profile(calibrate("sim", CalibrationDesign(samples=3000), emulator_config=str(new)).profile,
+                            tmp_path / "profile.toml")
+    aged = tmp_path / "aged.toml"
+    aged.write_text(chip + "gain_aging = 0.2\noffset_aging = 0.6\n")
+    accuracy = {}
+    for name, config in (("new", new), ("aged", aged)):
+        with EmulatorProcess("--port", "pty", "--config", str(config)) as emulator:
+            device = f"device:serial:{emulator.address}#calibration={profile}"
+            accuracy[name] = evaluate_checkpoint(net, device, NoiseSpec(), repeats=3).result.mean
+            if name == "aged":
+                train(TrainConfig(model="mlp", dataset="digits", epochs=2, lr=1e-3, backend=device, init=str(net)),
+                      tmp_path / "tuned", keep_epochs=False)
+                accuracy["tuned"] = evaluate_checkpoint(tmp_path / "tuned", device, NoiseSpec(), repeats=3).result.mean
+    assert accuracy["aged"] < accuracy["new"] - 0.05, accuracy  # the stale correction costs accuracy (≈ 15 pt)
+    assert accuracy["tuned"] > accuracy["aged"] + 0.05, accuracy  # and the chip in the loop wins it back
