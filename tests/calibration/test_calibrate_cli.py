@@ -43,6 +43,14 @@ def test_calibrate_writes_profile_report_and_table(tmp_path: Path, device_toml: 
     check = runner.invoke(app, ["calibrate", "check", "--device", "sim", "--config", str(drifted),
                                 "--profile", str(out)])
     assert check.exit_code == 3 and "no longer matches" in check.stdout
+    aged = tmp_path / "aged.toml"  # σa as calibrated, but the columns' gains and offsets moved since
+    aged.write_text(DEVICE + "gain_aging = 0.1\noffset_aging = 0.3\n")
+    check = runner.invoke(app, ["calibrate", "check", "--device", "sim", "--config", str(aged),
+                                "--profile", str(out), "--json"])
+    verdict = json.loads(check.stdout)
+    assert check.exit_code == 3 and verdict["valid"] is False
+    failing = {item["name"] for item in verdict["items"] if not item["ok"]}
+    assert failing == {"gain (columns outside)", "offset (columns outside)"}  # σa and σm still match
 
 
 @pytest.mark.parametrize(("args", "message"), [
