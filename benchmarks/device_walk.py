@@ -8,7 +8,7 @@ fragile layer of each, and the seconds spent. Then none / uniform / guided-place
 the device walk) at budget 2, ``--compare-draws`` paired draws, all on the device. The device is the
 emulator in its own process over a pseudo-terminal (AMVM/1), as ``hil demo`` runs it.
 
-    python benchmarks/device_walk.py [--sigma-add 1.5] [--draws 5] [--epochs 10]
+    python benchmarks/device_walk.py [--sigma-add 1.5] [--draws 5] [--epochs 10] [--plot STEM]
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from hil.studies.placement import place_checkpoint
 
 
 def main() -> None:
-    args = device_flags(__doc__, sigma_add=1.5, draws=5, repetitions=True).parse_args()
+    parser = device_flags(__doc__, sigma_add=1.5, draws=5, repetitions=True)
+    parser.add_argument("--plot", type=Path, default=None, help="also plot both walks as STEM.png/.svg")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         with chip_with_network(root, args) as (device, profile):
@@ -50,6 +52,10 @@ def main() -> None:
           f"{device_seconds:.0f} s on the device, {twin_seconds:.0f} s on the twin "
           f"({device_seconds / max(twin_seconds, 1e-9):.1f}×)")
     print_repetitions(compared, compare_seconds)
+    if args.plot:
+        from hil.studies.figures import plot_placement
+
+        print("plot:", *plot_placement([on_device, on_twin], args.plot))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Gaussian mapping training used before the twin). Goal (issue 16): twin within 1.
 device, or twice the run-to-run spread, at every level from near-clean to below half accuracy.
 
     python benchmarks/twin_fidelity.py [--models mlp,lenet5] [--levels 0.02,0.5,1,1.5,2,3] [--draws 3]
+                                      [--json ROWS.json] [--plot STEM]
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--plot", type=Path, default=None, help="also plot accuracy vs σa as STEM.png/.svg")
     args = parser.parse_args()
     levels = [float(v) for v in args.levels.split(",")]
     rows = []
+    curves: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         for model in args.models.split(","):
@@ -56,11 +59,18 @@ def main() -> None:
                       f"{g.mean:6.1%} ±{g.std:4.1%}  {(t.mean - d.mean) * 100:+7.1f}  {(g.mean - d.mean) * 100:+8.1f}"
                       f"  {'yes' if check.agree else 'NO':>5}  {seconds:3.0f}")
                 rows.append({"model": model, "sigma_add": level, **check.to_dict(), "seconds": seconds})
+                curves.setdefault(model, []).append({"sigma_add": level, "device": d.mean, "device_std": d.std,
+                                                     "twin": t.mean, "twin_std": t.std, "gaussian": g.mean,
+                                                     "gaussian_std": g.std})
     agreed = sum(r["agree"] for r in rows)
     gaussian = sum(r["sim_agree"] for r in rows)
     print(f"twin agrees with the device at {agreed}/{len(rows)} levels; the Gaussian mapping at {gaussian}/{len(rows)}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
+    if args.plot:
+        from hil.studies.figures import plot_fidelity
+
+        print("plot:", *plot_fidelity(curves, args.plot))
 
 
 if __name__ == "__main__":

@@ -179,7 +179,8 @@ def summarise(results: Sequence[PointResult], layers: Sequence[str], clean: floa
 def place_checkpoint(checkpoint: str | os.PathLike[str], backend: str | Any, out: str | os.PathLike[str], *,
                      draws: int = 5, seed: int = 0, budget_s: float | None = None, data_dir: str | None = None,
                      progress: Any = None) -> PlacementReport:
-    """The placement walk of ``checkpoint`` on ``backend`` into ``OUT/results.sqlite`` and ``OUT/placement.json``.
+    """The placement walk of ``checkpoint`` on ``backend`` into ``OUT/results.sqlite``, ``OUT/placement.json``
+    and its figure ``OUT/placement.png``/``.svg`` (drop per layer with its interval).
 
     ``backend`` is a spec or an open backend object (then named by its ``name`` in the store).
     ``progress`` is a factory: called with the number of points, it returns the per-point callback.
@@ -215,6 +216,9 @@ def place_checkpoint(checkpoint: str | os.PathLike[str], backend: str | Any, out
             report = summarise(store.results(experiment), study.layers, clean, label)
     target = Path(out) / "placement.json"
     target.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    from hil.studies.figures import plot_placement
+
+    plot_placement([report], Path(out) / "placement")
     return report
 
 

@@ -15,10 +15,11 @@ import numpy as np  # noqa: E402
 
 from hil.walking.report import WalkReport  # noqa: E402
 
-_STYLE: dict[Any, Any] = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "savefig.dpi": 200}
+PLOT_STYLE: dict[Any, Any] = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "savefig.dpi": 200}
 
 
-def _save(figure: plt.Figure, stem: Path) -> list[Path]:
+def save_figure(figure: plt.Figure, stem: Path) -> list[Path]:
+    """Write ``figure`` as ``stem``.png and ``stem``.svg (folders made), close it → the two paths."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
     for path in paths:
@@ -37,7 +38,7 @@ def plot_curves(report: WalkReport, stem: Path) -> list[Path]:
     count = len(report.sites)
     columns = min(4, count)
     rows = math.ceil(count / columns)
-    with plt.rc_context(_STYLE):
+    with plt.rc_context(PLOT_STYLE):
         figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.1 * rows), squeeze=False,
                                     sharey=True)
         for axis in axes.flat[count:]:
@@ -66,13 +67,13 @@ def plot_curves(report: WalkReport, stem: Path) -> list[Path]:
         for axis in axes[:, 0]:
             axis.set_ylabel("test accuracy")
         figure.tight_layout()
-        return _save(figure, stem)
+        return save_figure(figure, stem)
 
 
 def plot_mu(report: WalkReport, stem: Path) -> list[Path]:
     """Midpoint μ per site with 95 % intervals (log axis); sites without a transition are marked."""
     sites = [s for s in report.sites if s.site != "global"]
-    with plt.rc_context(_STYLE):
+    with plt.rc_context(PLOT_STYLE):
         figure, axis = plt.subplots(figsize=(max(4.0, 0.45 * len(sites) + 1.5), 3.0))
         positions = np.arange(len(sites))
         for position, site in zip(positions, sites, strict=True):
@@ -94,13 +95,13 @@ def plot_mu(report: WalkReport, stem: Path) -> list[Path]:
             axis.axhline(global_fit.mu, color="tab:orange", lw=1, ls="--", label=f"global μ = {global_fit.mu:.3g}")
             axis.legend(frameon=False)
         figure.tight_layout()
-        return _save(figure, stem)
+        return save_figure(figure, stem)
 
 
 def plot_heatmaps(report: WalkReport, stem: Path) -> list[Path]:
     """Mean accuracy over the σa × σm grid, one panel per site (mixed-noise heatmap)."""
     sites = list(dict.fromkeys(s.site for s in report.sites))
-    with plt.rc_context(_STYLE):
+    with plt.rc_context(PLOT_STYLE):
         figure, axes = plt.subplots(1, len(sites), figsize=(3.2 * len(sites), 2.8), squeeze=False)
         image = None
         for axis, site in zip(axes[0], sites, strict=True):
@@ -117,7 +118,7 @@ def plot_heatmaps(report: WalkReport, stem: Path) -> list[Path]:
             axis.set_title(site, fontsize=8)
         if image is not None:
             figure.colorbar(image, ax=axes[0].tolist(), label="test accuracy", shrink=0.9)
-        return _save(figure, stem)
+        return save_figure(figure, stem)
 
 
 def write_plots(report: WalkReport, folder: Path) -> list[Path]:
@@ -135,7 +136,7 @@ def plot_histograms(results: list, stem: Path) -> list[Path]:  # list[SiteBinari
     count = max(1, len(results))
     columns = min(4, count)
     rows = math.ceil(count / columns)
-    with plt.rc_context(_STYLE):
+    with plt.rc_context(PLOT_STYLE):
         figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.0 * rows), squeeze=False)
         for axis in axes.flat[len(results):]:
             axis.set_visible(False)
@@ -147,4 +148,4 @@ def plot_histograms(results: list, stem: Path) -> list[Path]:  # list[SiteBinari
             axis.set_title(f"{result.site}: Δacc {result.accuracy_drop:+.1%}", fontsize=8)
             axis.set_xlabel("activation")
         figure.tight_layout()
-        return _save(figure, stem)
+        return save_figure(figure, stem)

@@ -33,6 +33,8 @@ def test_twin_placement_gives_a_drop_per_layer_and_resumes(checkpoint: Path, dev
     assert report.most_fragile in layers[:-1]
     stored = json.loads((tmp_path / "p" / "placement.json").read_text())
     assert stored["most_fragile"] == report.most_fragile
+    figure = tmp_path / "p" / "placement.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / "p" / "placement.svg").stat().st_size > 1000
     again = place_checkpoint(checkpoint, f"twin:{profile}", tmp_path / "p", draws=3)
     assert again.to_dict() == report.to_dict()  # resumed from the store: same numbers, nothing re-run
 
@@ -93,3 +95,21 @@ def test_repetitions_guided_by_a_placement_walk(checkpoint: Path, device, tmp_pa
     with pytest.raises(ConfigError, match="run on the hardware it measured"):
         evaluate_repetitions(checkpoint, ("uniform", "guided-greedy"), budget=2, noise=NoiseSpec(sigma_add=0.1),
                              walk=tmp_path / "p", backend="sim", repeats=2)
+
+
+def test_figures_of_placement_walks_and_of_twin_fidelity(tmp_path: Path) -> None:
+    from hil.studies.figures import plot_fidelity, plot_placement
+    from hil.studies.placement import LayerPlacement, PlacementReport
+
+    rows = (LayerPlacement("1:fc1", 0.8, 0.1, 0.05, 0.15, (0.8, 0.8)), LayerPlacement(ALL_LAYERS, 0.5, 0.4, 0.3, 0.5,
+                                                                                       (0.5, 0.5)))
+    reports = [PlacementReport("device:serial:/dev/pts/3#calibration=p.toml", 0.9, rows),
+               PlacementReport("twin:p.toml", 0.9, rows)]
+    written = plot_placement(reports, tmp_path / "walk")
+    assert [p.name for p in written] == ["walk.png", "walk.svg"] and all(p.stat().st_size > 1000 for p in written)
+    svg = written[1].read_bytes()
+    assert b"<!-- device -->" in svg and b"<!-- twin -->" in svg  # one legend entry per backend
+    level = {"sigma_add": 0.5, "device": 0.8, "device_std": 0.01, "twin": 0.79, "twin_std": 0.01, "gaussian": 0.85,
+             "gaussian_std": 0.01}
+    written = plot_fidelity({"mlp": [level, {**level, "sigma_add": 1.0}], "lenet5": [level]}, tmp_path / "fid")
+    assert all(p.stat().st_size > 1000 for p in written)
