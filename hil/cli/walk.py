@@ -82,7 +82,8 @@ def _placement(checkpoint: Path | None, backend: str, out: Path | None, repeats:
         table.add_row(row.layer, f"{row.accuracy:.2%}", f"{row.drop * 100:+.2f}",
                       f"[{row.low * 100:+.2f}, {row.high * 100:+.2f}]")
     stdout.print(table)
-    stdout.print(f"most fragile layer: {report.most_fragile}   results: {folder / 'placement.json'}")
+    stdout.print(f"most fragile layer: {report.most_fragile}   results: {folder / 'placement.json'}   "
+                 f"figure: {folder / 'placement.png'}")
 
 
 def _marginal(checkpoint: Path | None, backend: str, out: Path | None, repeats: int, seed: int,
