@@ -76,8 +76,19 @@ class TwinBackend:
         self._exact_dtype = torch.float32 if card.rows * card.dac_max**2 < 2**24 else torch.float64
         self._tiles: dict[int, tuple[tuple[int, int, int], torch.Tensor, torch.Tensor]] = {}
         self._streams: list[torch.Generator] = [self.digital.generator]
-        self.saturation_reruns = 0
-        self.vectors_run = 0
+        # counted on the device, read only when asked: adding them up must not wait for the GPU
+        self._saturation_reruns = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._vectors_run = torch.zeros((), dtype=torch.int64, device=self.device)
+
+    @property
+    def saturation_reruns(self) -> int:
+        """Vectors run again at a lower input scale because an output saturated (as the device counts)."""
+        return int(self._saturation_reruns)
+
+    @property
+    def vectors_run(self) -> int:
+        """Input vectors executed, repetitions and saturation re-runs included."""
+        return int(self._vectors_run)
 
     def __repr__(self) -> str:
         return f"TwinBackend(device={str(self.device)!r}, rows={self.card.rows}, cols={self.card.cols})"
@@ -191,10 +202,10 @@ class TwinBackend:
             chosen = take.repeat_interleave(cols, dim=2)[..., :out_features]
             result = torch.where(chosen, y, result)
             pending = pending & ~take
-            self.vectors_run += int(take.sum()) * repeats
-            if not bool(pending.any()):
+            self._vectors_run += take.sum() * repeats
+            if not bool(pending.any()):  # the one wait for the GPU per layer: whether anything saturated
                 break
-            self.saturation_reruns += int(pending.sum())
+            self._saturation_reruns += pending.sum()
         y = result.sum(dim=1).to(x.dtype)
         if x.requires_grad or weight.requires_grad:  # straight-through: gradient of the exact matmul
             exact = x @ weight.T

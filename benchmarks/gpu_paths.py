@@ -7,7 +7,9 @@ Measured, each in this one process (issue 17's GPU part; run it where CUDA is pr
   CUDA-event timing, median of ``--rounds`` samples, noisy and clean alternating. Goal ≥ 0.8.
 * **host syncs**: a noisy forward, a noisy training step and a twin forward run under
   ``torch.cuda.set_sync_debug_mode("error")``, which raises at the first operation that waits for the
-  GPU; "none" means the noise is drawn on the device with no sync per site.
+  GPU; "none" means the noise is drawn on the device with no sync per site. The twin waits once per
+  layer by design (whether any output saturated decides the re-runs, as on the device), so it reports
+  a sync; tests/backends/test_twin.py counts that it is the only one.
 * **walk speed**: the LeNet-5 inference walk of `walk_speed.py` (12 sites × 20 σ × 5 repeats, cached
   prefix, mnist5k test set, [0, 1] pixels) on ``sim`` (CPU, all threads) vs ``gpu``; and the digital
   twin of an emulated chip on the CPU vs ``#on=cuda`` (12 sites × 4 σ × 2 repeats, 500 samples).

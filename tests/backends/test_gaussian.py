@@ -13,7 +13,7 @@ import torch
 
 from hil.backends.base import SiteCall, average_executions
 from hil.backends.gaussian import GaussianBackend
-from hil.noise import SiteNoise
+from hil.noise import NoiseSpec, SiteNoise
 
 N = 200_000
 Y = 2.0
@@ -186,3 +186,23 @@ def test_gpu_noise_is_drawn_on_device_and_reproducible() -> None:
         b = backend.perturb(y.clone(), call(SiteNoise(sigma_add=0.3, sigma_mul=0.2)))
     assert a.device.type == "cuda" and torch.equal(a, b)
     assert_variance((a - Y).cpu(), theory_variance(SiteNoise(sigma_add=0.3, sigma_mul=0.2), Y))
+
+
+def test_noisy_forward_and_backward_never_read_a_value_on_the_host() -> None:
+    """What lets ``gpu`` run with no host sync per site (CUDA's sync check agreed on a lent H200).
+
+    The optimiser's step is left out: Adam reads its step counters, which live on the CPU and cost
+    no GPU sync (the H200 check ran the whole training step).
+    """
+    from hil.models import create_model
+    from hil.noisy_model import wrap
+    from tests.host_syncs import CountHostSyncs
+
+    torch.manual_seed(0)
+    noisy = wrap(create_model("lenet5"), "sim:seed=1", NoiseSpec(sigma_add=0.1, sigma_mul=0.1))
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    with CountHostSyncs() as syncs:
+        with torch.no_grad():
+            noisy.eval()(x)
+        torch.nn.functional.cross_entropy(noisy.train()(x), y).backward()
+    assert syncs.count == 0

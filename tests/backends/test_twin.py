@@ -188,3 +188,20 @@ def test_twin_walk_stacks_draws_with_the_one_point_numbers(calibrated, model_nam
     for key, (_, loss) in measured[True].items():
         losses[key.site, key.sigma_add].add(loss)
     assert all(len(values) == 2 for values in losses.values())
+
+
+def test_twin_waits_for_the_device_once_per_layer_when_nothing_saturates(calibrated) -> None:  # noqa: ANN001
+    """The saturation check is the only host read on the twin's path (CUDA's sync check, run on a lent H200,
+    saw one; docs/benchmarks.md); the counters stay on the device until read."""
+    from hil.models import create_model
+    from hil.noisy_model import wrap
+    from tests.host_syncs import CountHostSyncs
+
+    torch.manual_seed(0)
+    model = wrap(create_model("mlp"), f"twin:{calibrated[0]}#seed=2", example_input=torch.zeros(2, 1, 28, 28)).eval()
+    layers = sum(1 for site in model.sites if site.is_matmul)
+    x = 0.01 * torch.rand(16, 1, 28, 28)  # small inputs and weights scaled per tile: no ADC clipping
+    with torch.no_grad(), CountHostSyncs() as syncs:
+        model(x)
+    assert model.backend.saturation_reruns == 0
+    assert syncs.count == layers
