@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from noise_overhead import conv_stack
 from torch import nn
+from walk_speed import timed_walk
 
 from hil.data import load_dataset
 from hil.models import create_model
@@ -151,11 +152,7 @@ def _walk_seconds(model: nn.Module, backend: str, x: torch.Tensor, y: torch.Tens
     walk = InferenceWalk(wrap(model, backend), x, y, spec)
     warm = InferenceWalk(wrap(model, backend), x, y, replace(spec, sigmas=spec.sigmas[:1], repeats=1))
     warm.evaluate(warm.points[:1])
-    started = time.perf_counter()
-    outcomes = {}
-    for unit in walk.units(walk.points):
-        outcomes.update(zip((p.key for p in unit), (o.accuracy for o in walk.evaluate(unit)), strict=True))
-    return time.perf_counter() - started, outcomes
+    return timed_walk(walk)
 
 
 def walk_speed(twin_profile: Path | None) -> None:
@@ -167,28 +164,28 @@ def walk_speed(twin_profile: Path | None) -> None:
     print(f"walk speed — LeNet-5, mnist5k test set ({len(data.test_y)} samples, [0, 1] pixels), "
           f"{len(spec.sigmas)} σ × {spec.repeats} repeats at every site, cached prefix, "
           f"CPU {torch.get_num_threads()} threads")
-    _walk_pair(model, ("sim:seed=0", GPU), data.test_x, data.test_y, spec)
+    _walk_pair(model, {"sim cpu": "sim:seed=0", "gpu cuda": GPU}, data.test_x, data.test_y, spec)
     if twin_profile is not None:
         small = replace(spec, sigmas=log_grid(1e-1, 1e2, 4), repeats=2, batch_size=500)
         print(f"walk speed — LeNet-5 on the twin of an emulated chip, 500 samples, {len(small.sigmas)} σ × "
               f"{small.repeats} repeats at every site")
-        _walk_pair(model, (f"twin:{twin_profile}", f"twin:{twin_profile}{ON_CUDA}"),
+        _walk_pair(model, {"twin cpu": f"twin:{twin_profile}", "twin cuda": f"twin:{twin_profile}{ON_CUDA}"},
                    data.test_x[:500], data.test_y[:500], small)
 
 
-def _walk_pair(model: nn.Module, backends: tuple[str, str], x: torch.Tensor, y: torch.Tensor,
+def _walk_pair(model: nn.Module, backends: dict[str, str], x: torch.Tensor, y: torch.Tensor,
                spec: SweepSpec) -> None:
-    seconds = {}
-    for backend in backends:
+    """``backends``: label → spec, the CPU one first, then the CUDA one."""
+    seconds = []
+    for label, backend in backends.items():
         first_s, first = _walk_seconds(model, backend, x, y, spec)
         second_s, second = _walk_seconds(model, backend, x, y, spec)
-        seconds[backend] = min(first_s, second_s)
+        seconds.append(min(first_s, second_s))
         same = sum(first[key] == second[key] for key in first)
-        print(f"  {backend.split(':')[0] + (' cuda' if 'cuda' in backend or backend.startswith('gpu') else ' cpu'):10s}"
-              f" {seconds[backend]:8.2f} s  ({1e3 * seconds[backend] / len(first):7.2f} ms/point)  "
+        print(f"  {label:10s} {seconds[-1]:8.2f} s  ({1e3 * seconds[-1] / len(first):7.2f} ms/point)  "
               f"reruns identical: {same}/{len(first)}")
-    cpu, gpu = backends
-    print(f"  CUDA speed-up over CPU: {seconds[cpu] / seconds[gpu]:.1f}×")
+    cpu, cuda = seconds
+    print(f"  CUDA speed-up over CPU: {cpu / cuda:.1f}×")
 
 
 def main() -> None:

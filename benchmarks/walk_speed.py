@@ -29,6 +29,16 @@ from hil.walking.grid import log_grid
 from hil.walking.sweep import SweepSpec
 
 
+def timed_walk(walk: InferenceWalk) -> tuple[float, dict]:
+    """Every point of ``walk`` through the study engine's own ``units``/``evaluate`` → (seconds, {key: accuracy})."""
+    started = time.perf_counter()
+    accuracies = {}
+    for unit in walk.units(walk.points):
+        outcomes = walk.evaluate(unit)
+        accuracies.update((point.key, outcome.accuracy) for point, outcome in zip(unit, outcomes, strict=True))
+    return time.perf_counter() - started, accuracies
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small grid for a smoke run")
@@ -55,12 +65,8 @@ def main() -> None:
     for cached_prefix in (True, False) * args.rounds:  # alternating; the fastest round of each is kept
         # the two paths through the study engine's own calls: units of stacked points vs one point per unit
         walk = InferenceWalk(wrap(model, backend), test_x, test_y, replace(spec, cached_prefix=cached_prefix))
-        started = time.perf_counter()
-        outcomes = {}
-        for unit in walk.units(walk.points):
-            outcomes.update(zip(unit, walk.evaluate(unit), strict=True))
-        times[cached_prefix] = min(times.get(cached_prefix, float("inf")), time.perf_counter() - started)
-        accuracies[cached_prefix] = {point.key: outcome.accuracy for point, outcome in outcomes.items()}
+        seconds, accuracies[cached_prefix] = timed_walk(walk)
+        times[cached_prefix] = min(times.get(cached_prefix, float("inf")), seconds)
     sweep = walk
     by_site = {point.site_index for point in sweep.points}
     cached_s, naive_s = times[True], times[False]
