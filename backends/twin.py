@@ -15,9 +15,10 @@ card's analog model instead of a chip:
 * the device backend's gain/offset correction (``correct``, on by default — as
   ``device:…#calibration=PROFILE``), then the scales undone and the row blocks summed.
 
-Drift: with ``temperature=T`` the card's offset and σa slopes move the values from the calibration's
-reference temperature. Gradients are straight-through (the exact matmul's), so ``hil train`` runs on
-the twin. Other sites run digitally with the spec's noise, as on the device.
+Drift: with ``temperature=T`` and/or ``elapsed=S`` the card's offset and σa slopes move the values from
+the calibration's mean temperature and from the middle of its run (`hil.calibration.card.Drift.at`).
+Gradients are straight-through (the exact matmul's), so ``hil train`` runs on the twin.
+Other sites run digitally with the spec's noise, as on the device.
 """
 
 from __future__ import annotations
@@ -49,13 +50,14 @@ class TwinBackend:
         correct: Undo the card's gain and offset as the device backend does with a profile.
         per_column: Use the card's per-column σa/σm (shrunk); False: the pooled values everywhere.
         temperature: Device temperature (°C) to reproduce; None = the calibration's own.
+        elapsed: Seconds after the calibration run to reproduce; None = the run's own time.
     """
 
     name = "twin"
 
     def __init__(self, card: Any, device: str | torch.device = "cpu", seed: int = 0,
                  layers: frozenset[str] | None = None, correct: bool = True, per_column: bool = True,
-                 temperature: float | None = None) -> None:
+                 temperature: float | None = None, elapsed: float | None = None) -> None:
         self.card = card
         self.device = torch.device(device)
         self.digital = GaussianBackend(self.device, seed, name="twin")
@@ -66,11 +68,10 @@ class TwinBackend:
                   "sigma_add": list(card.sigma_add.shrunk) if per_column else [card.sigma_add.pooled] * card.cols,
                   "sigma_mul": list(card.sigma_mul.shrunk) if per_column else [card.sigma_mul.pooled] * card.cols}
         true_offset = values["offset"]
-        if temperature is not None and card.drift is not None:
-            delta = temperature - card.drift.reference
-            true_offset = [o + card.drift.offset_per_kelvin * delta for o in values["offset"]]
-            values["sigma_add"] = [s * max(0.0, 1 + card.drift.sigma_add_per_kelvin * delta)
-                                   for s in values["sigma_add"]]
+        if (temperature is not None or elapsed is not None) and card.drift is not None:
+            shift, factor = card.drift.at(temperature, elapsed)
+            true_offset = [o + shift for o in values["offset"]]
+            values["sigma_add"] = [s * factor for s in values["sigma_add"]]
         self._column = {key: torch.tensor(v, dtype=torch.float64, device=self.device) for key, v in values.items()}
         self._column["true_offset"] = torch.tensor(true_offset, dtype=torch.float64, device=self.device)
         self._exact_dtype = torch.float32 if card.rows * card.dac_max**2 < 2**24 else torch.float64
@@ -252,7 +253,7 @@ class TwinBackend:
 
 
 def create_twin_backend(spec: BackendSpec) -> TwinBackend:
-    """Registry factory for ``twin:PROFILE[#seed=;layers=;correct=;per_column=;temperature=;on=cuda]``.
+    """Registry factory for ``twin:PROFILE[#seed=;layers=;correct=;per_column=;temperature=;elapsed=;on=cuda]``.
 
     Raises:
         ConfigError: No or unreadable profile, bad options.
@@ -272,4 +273,4 @@ def create_twin_backend(spec: BackendSpec) -> TwinBackend:
     layers = spec.option("layers")
     return TwinBackend(card, on, spec.seed, None if layers is None else frozenset(layers),
                        correct=spec.option("correct", True), per_column=spec.option("per_column", True),
-                       temperature=spec.option("temperature"))
+                       temperature=spec.option("temperature"), elapsed=spec.option("elapsed"))

@@ -5,7 +5,7 @@ Per device column k (device units, codes normalised to ±1), the card says::
     code = clip(round_ADC( g_k · z · (1 + σm,k ε1) + o_k + σa,k ε2 ))     mul-first (or add-first)
 
 plus the converters (DAC/ADC bits, full scale = saturation level), the tile geometry and, when the
-run shows it, drift of the offset and of σa with temperature.
+run shows it, drift of the offset and of σa with temperature and with time.
 
 Per-column σa,k² and σm,k² come from one Gamma GLM per column (as the pooled fit, `estimate.py`),
 then are shrunk towards the pooled value by the DerSimonian–Laird random-effects estimate of the
@@ -33,6 +33,8 @@ HETEROGENEITY_ALPHA = 0.001
 """Columns are said to differ in a noise term when Cochran's Q has p below this."""
 DRIFT_T = 3.0
 """A drift slope is recorded as shown by the run when |slope / se| exceeds this."""
+COLLINEAR = 0.9
+"""Above this |correlation| of temperature and time over the runs, drift is fitted on temperature alone."""
 
 
 @dataclass(frozen=True)
@@ -99,15 +101,26 @@ class ColumnTerm:
 
 @dataclass(frozen=True)
 class Drift:
-    """How the offset and σa move with temperature (from the zero level of the calibration run).
+    """How the offset and σa move with temperature and with time (from the zero level of the calibration run).
+
+    Both are fitted together (one least-squares fit per quantity on temperature and time, each regressor
+    only when it varied), so temperature and time effects are told apart as far as the run separates them;
+    the standard errors say how far. Where the temperature follows the time closely (|r| > `COLLINEAR`:
+    a device heating as it runs) the run cannot separate them, and drift is fitted on temperature alone
+    (per-second slopes 0). The card's values hold at the run's mean temperature and mean time.
 
     Attributes:
         reference: Mean temperature of the run, °C (the card's values hold there).
-        span: Temperature range seen, kelvin.
+        span: Temperature range seen, kelvin (0: it never moved; the per-kelvin slopes are then 0).
         offset_per_kelvin: Offset change per kelvin (device units), with ``offset_se``.
         offset_se: Its standard error.
         sigma_add_per_kelvin: Relative σa change per kelvin, with ``sigma_add_se``.
         sigma_add_se: Its standard error.
+        duration: Seconds from the first to the last run (0 in cards written before time drift was fitted).
+        offset_per_second: Offset change per second at constant temperature, with ``offset_per_second_se``.
+        offset_per_second_se: Its standard error.
+        sigma_add_per_second: Relative σa change per second at constant temperature.
+        sigma_add_per_second_se: Its standard error.
     """
 
     reference: float
@@ -116,33 +129,67 @@ class Drift:
     offset_se: float
     sigma_add_per_kelvin: float
     sigma_add_se: float
+    duration: float = 0.0
+    offset_per_second: float = 0.0
+    offset_per_second_se: float = 0.0
+    sigma_add_per_second: float = 0.0
+    sigma_add_per_second_se: float = 0.0
+
+    def _slopes(self) -> tuple[tuple[float, float], ...]:
+        return ((self.offset_per_kelvin, self.offset_se), (self.sigma_add_per_kelvin, self.sigma_add_se),
+                (self.offset_per_second, self.offset_per_second_se),
+                (self.sigma_add_per_second, self.sigma_add_per_second_se))
 
     @property
     def shown(self) -> bool:
-        """True when either slope stands out of its noise (|t| > `DRIFT_T`)."""
-        return any(abs(value) > DRIFT_T * se for value, se in ((self.offset_per_kelvin, self.offset_se),
-                                                               (self.sigma_add_per_kelvin, self.sigma_add_se))
-                   if se > 0)
+        """True when any slope stands out of its noise (|t| > `DRIFT_T`)."""
+        return any(abs(value) > DRIFT_T * se for value, se in self._slopes() if se > 0)
+
+    @property
+    def shown_in_time(self) -> bool:
+        """True when a per-second slope stands out of its noise."""
+        return any(abs(value) > DRIFT_T * se for value, se in self._slopes()[2:] if se > 0)
+
+    def at(self, temperature: float | None = None, elapsed: float | None = None) -> tuple[float, float]:
+        """(offset shift, σa factor) at ``temperature`` °C and ``elapsed`` s after the run's middle.
+
+        None leaves that condition at the calibration's own. The σa factor is floored at 0; these are
+        straight lines fitted over the run's span and extrapolate beyond it only as far as drift is linear.
+        """
+        kelvin = 0.0 if temperature is None else temperature - self.reference
+        seconds = 0.0 if elapsed is None else elapsed
+        shift = self.offset_per_kelvin * kelvin + self.offset_per_second * seconds
+        factor = max(0.0, 1 + self.sigma_add_per_kelvin * kelvin + self.sigma_add_per_second * seconds)
+        return shift, factor
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form."""
-        return {"reference": self.reference, "span": self.span, "offset_per_kelvin": self.offset_per_kelvin,
-                "offset_se": self.offset_se, "sigma_add_per_kelvin": self.sigma_add_per_kelvin,
-                "sigma_add_se": self.sigma_add_se, "shown": self.shown}
+        data: dict[str, Any] = {name: getattr(self, name) for name in _DRIFT_FIELDS}
+        data["shown"] = self.shown
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> Drift:
-        """Read the plain form.
+        """Read the plain form (the per-second fields may be absent: cards written before them).
 
         Raises:
             ConfigError: A missing or malformed field.
         """
         if not isinstance(data, dict):
             raise ConfigError("card.drift must be a table")
-        values = {key: check_number(data.get(key), f"card.drift.{key}")
-                  for key in ("reference", "span", "offset_per_kelvin", "offset_se", "sigma_add_per_kelvin",
-                              "sigma_add_se")}
+        values = {key: check_number(data.get(key) if key in _DRIFT_REQUIRED else data.get(key, 0.0),
+                                    f"card.drift.{key}")
+                  for key in _DRIFT_FIELDS}
+        for key in ("span", "duration", "offset_se", "sigma_add_se", "offset_per_second_se",
+                    "sigma_add_per_second_se"):
+            if values[key] < 0:
+                raise ConfigError(f"card.drift.{key} must be ≥ 0, got {values[key]!r}")
         return cls(**values)
+
+
+_DRIFT_REQUIRED = ("reference", "span", "offset_per_kelvin", "offset_se", "sigma_add_per_kelvin", "sigma_add_se")
+_DRIFT_FIELDS = (*_DRIFT_REQUIRED, "duration", "offset_per_second", "offset_per_second_se", "sigma_add_per_second",
+                 "sigma_add_per_second_se")
 
 
 @dataclass(frozen=True)
@@ -161,7 +208,7 @@ class NoiseCard:
         sigma_add: Per column σa (device units, ADC quantisation excluded).
         sigma_mul: Per column σm (relative).
         quantisation_variance: Δ²/12 of the ADC (device units²), apart from σa².
-        drift: Temperature drift, when the run had a temperature range; None otherwise.
+        drift: Drift with temperature and time, when the temperature moved or a time slope stood out.
     """
 
     rows: int
@@ -333,40 +380,71 @@ def _per_column_sigmas(measurement: Measurement, fit: CalibrationFit) -> tuple[n
     return a, a_se, b, b_se
 
 
-def _slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least-squares slope of y on x and its standard error."""
-    x = x - x.mean()
-    sxx = float(np.sum(x**2))
-    if len(x) < 3 or sxx == 0:
-        return 0.0, 0.0
-    slope = float(np.sum(x * (y - y.mean())) / sxx)
-    residual = y - y.mean() - slope * x
-    return slope, math.sqrt(float(np.sum(residual**2)) / (len(x) - 2) / sxx)
+def _slopes(regressors: list[np.ndarray], y: np.ndarray) -> list[tuple[float, float]]:
+    """Least-squares slopes of y on the (centred) regressors together, each with its standard error."""
+    design = np.column_stack([np.ones(len(y)), *(r - r.mean() for r in regressors)])
+    if len(y) <= design.shape[1] + 1:
+        return [(0.0, 0.0)] * len(regressors)
+    beta, *_ = np.linalg.lstsq(design, y, rcond=None)
+    residual = y - design @ beta
+    variance = float(residual @ residual) / (len(y) - design.shape[1])
+    try:
+        covariance = variance * np.linalg.inv(design.T @ design)
+    except np.linalg.LinAlgError:
+        return [(0.0, 0.0)] * len(regressors)
+    return [(float(beta[i]), math.sqrt(max(float(covariance[i, i]), 0.0))) for i in range(1, design.shape[1])]
 
 
-def measure_drift(measurement: Measurement, fit: CalibrationFit) -> Drift | None:
-    """Offset and σa vs temperature from the zero level's runs; None when the temperature never moved."""
-    temperatures = measurement.temperatures
-    if len(temperatures) < 3 or float(np.ptp(temperatures)) == 0.0:
-        return None
+def measure_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squared: float | None = None
+                  ) -> Drift | None:
+    """Offset and σa vs temperature and time from the zero level's runs.
+
+    Args:
+        measurement: The calibration run.
+        fit: Its fit (per-column offsets, ADC quantisation).
+        sigma_add_squared: σa² the relative σa slopes refer to (the card's, fitted through the ADC);
+            None: the runs' mean variance less Δ²/12.
+
+    Returns:
+        The drift when the temperature moved during the run or a per-second slope stands out of its noise;
+        None otherwise (a device steady over the run).
+    """
+    temperatures, times = measurement.temperatures, measurement.times
     zero, runs = measurement.samples[0], measurement.order[0]
-    centred = zero - fit.columns.offset[None, :]
     run_ids = np.unique(runs)
-    if len(run_ids) < 3:
+    if len(run_ids) < 3 or len(temperatures) <= run_ids.max():
         return None
-    temps = temperatures[run_ids]
+    centred = zero - fit.columns.offset[None, :]
     means = np.array([centred[runs == r].mean() for r in run_ids])
     squares = np.array([np.mean(np.var(zero[runs == r], axis=0, ddof=1)) if np.sum(runs == r) > 1 else np.nan
                         for r in run_ids])  # within a run, so a drifting offset does not count as noise
     keep = np.isfinite(squares)
-    if keep.sum() < 3:
+    temps = temperatures[run_ids]
+    seconds = times[run_ids] if len(times) > run_ids.max() else np.zeros(len(run_ids))
+    conditions = {name: values for name, values in (("kelvin", temps), ("second", seconds))
+                  if float(np.ptp(values[keep])) > 0}
+    if len(conditions) == 2 and abs(np.corrcoef(temps[keep], seconds[keep])[0, 1]) > COLLINEAR:
+        del conditions["second"]  # a device heating as it runs: the run cannot tell time from temperature
+    if keep.sum() < 3 or not conditions:
         return None
-    offset, offset_se = _slope(temps, means)
-    variance, variance_se = _slope(temps[keep], squares[keep])
-    base = max(float(np.mean(squares[keep])) - fit.quantisation, 1e-300)
-    return Drift(reference=float(temps.mean()), span=float(np.ptp(temperatures)), offset_per_kelvin=offset,
-                 offset_se=offset_se, sigma_add_per_kelvin=variance / (2 * base),
-                 sigma_add_se=variance_se / (2 * base))
+    offset = dict(zip(conditions, _slopes([values[keep] for values in conditions.values()], means[keep]),
+                      strict=True))
+    variance = dict(zip(conditions, _slopes([values[keep] for values in conditions.values()], squares[keep]),
+                        strict=True))
+    if sigma_add_squared is None:
+        sigma_add_squared = float(np.mean(squares[keep])) - fit.quantisation
+    base = 2 * max(sigma_add_squared, 1e-300)  # dσ/σ = d(σ²) / (2σ²)
+    none = (0.0, 0.0)
+    drift = Drift(reference=float(temps.mean()), span=float(np.ptp(temperatures)),
+                  offset_per_kelvin=offset.get("kelvin", none)[0], offset_se=offset.get("kelvin", none)[1],
+                  sigma_add_per_kelvin=variance.get("kelvin", none)[0] / base,
+                  sigma_add_se=variance.get("kelvin", none)[1] / base,
+                  duration=float(np.ptp(seconds)),
+                  offset_per_second=offset.get("second", none)[0],
+                  offset_per_second_se=offset.get("second", none)[1],
+                  sigma_add_per_second=variance.get("second", none)[0] / base,
+                  sigma_add_per_second_se=variance.get("second", none)[1] / base)
+    return drift if "kelvin" in conditions or drift.shown_in_time else None
 
 
 def build_card(measurement: Measurement, fit: CalibrationFit, capabilities: dict[str, Any], order: str) -> NoiseCard:
@@ -378,4 +456,4 @@ def build_card(measurement: Measurement, fit: CalibrationFit, capabilities: dict
                      full_scale=float(capabilities["full_scale"]), order=order,
                      gain=tuple(fit.columns.gain.tolist()), offset=tuple(fit.columns.offset.tolist()),
                      sigma_add=sigma_add, sigma_mul=sigma_mul, quantisation_variance=fit.quantisation,
-                     drift=measure_drift(measurement, fit))
+                     drift=measure_drift(measurement, fit, float(np.mean(a))))

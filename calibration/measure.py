@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,6 +25,8 @@ class Measurement:
         samples: One array per level, shape (n_level, cols), in dot-product units (code × LSB).
         order: Per level, the run index (time order) of each sample row.
         temperatures: Device temperature of each RUN, in run order.
+        times: Host seconds from the start of the measurement to each RUN's reply, in run order (any driver
+            has a clock here, whatever its devices report); empty when not recorded.
         lsb: One ADC step in dot-product units (full_scale / adc_max).
         identity: Device identity.
         seconds: Device time used.
@@ -41,6 +43,7 @@ class Measurement:
     seconds: float
     saturated: tuple[int, ...] = ()
     vectors: tuple[int, ...] = ()
+    times: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def z(self) -> np.ndarray:
@@ -86,7 +89,8 @@ def measure(driver: Driver, plan: Plan, *, budget_s: float | None = None,
                               f"raise --budget-s or lower --samples to ≤ {affordable}")
     collected: list[list[np.ndarray]] = [[] for _ in plan.levels]
     order: list[list[np.ndarray]] = [[] for _ in plan.levels]
-    temperatures = []
+    temperatures: list[float] = []
+    times: list[float] = []
     saturated = [0] * len(plan.levels)
     sent = [0] * len(plan.levels)
     run_index = 0
@@ -103,6 +107,7 @@ def measure(driver: Driver, plan: Plan, *, budget_s: float | None = None,
                 collected[level_index].append(values)
                 order[level_index].append(np.full(len(values), run_index))
                 temperatures.append(reply.temperature)
+                times.append(time.monotonic() - started)
                 saturated[level_index] += int(reply.saturated.sum())
                 sent[level_index] += vectors
                 run_index += 1
@@ -112,4 +117,4 @@ def measure(driver: Driver, plan: Plan, *, budget_s: float | None = None,
                     progress(done, total)
     return Measurement(plan, tuple(np.concatenate(c) for c in collected), tuple(np.concatenate(o) for o in order),
                        np.array(temperatures), lsb, driver.identity,
-                       time.monotonic() - started, tuple(saturated), tuple(sent))
+                       time.monotonic() - started, tuple(saturated), tuple(sent), np.array(times))

@@ -82,6 +82,17 @@ def print_calibration(profile: Any) -> None:
         table.add_row(f"{name} ({len(item['values'])} columns)", f"mean {item['mean']:.4g}",
                       f"min {item['min']:.4g}, max {item['max']:.4g}", f"median SE {item['median_se']:.2g}")
     table.add_row("ADC quantisation", f"{est['quantisation_variance']:.3g}", "", "Δ²/12, subtracted from σa²")
+    drift = profile.noise_card().drift
+    if drift is not None:
+        for unit, span, slopes in (
+                ("K", f"over {drift.span:.3g} K", ((drift.offset_per_kelvin, drift.offset_se),
+                                                   (drift.sigma_add_per_kelvin, drift.sigma_add_se))),
+                ("s", f"over {drift.duration:.3g} s", ((drift.offset_per_second, drift.offset_per_second_se),
+                                                       (drift.sigma_add_per_second, drift.sigma_add_per_second_se)))):
+            (offset, offset_se), (sigma, sigma_se) = slopes
+            if offset_se > 0 or sigma_se > 0:
+                table.add_row(f"drift per {unit}", f"offset {offset:+.3g}, σa {sigma:+.2%}",
+                              f"SE {offset_se:.2g}, {sigma_se:.2%}", span)
     print_wide(stdout, table)
     checks = Table(title="diagnostics")
     for column in ("check", "status", "detail"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from hil.backends import get_backend, parse_backend_spec
 from hil.backends.base import SiteCall
 from hil.backends.device.backend import DeviceBackend
 from hil.backends.twin import TwinBackend
+from hil.calibration.card import Drift
 from hil.calibration.design import CalibrationDesign
 from hil.calibration.job import calibrate, open_calibration_device
 from hil.calibration.profile import write_profile
@@ -40,6 +43,11 @@ def test_spec_needs_the_profile_and_checks_options(calibrated) -> None:  # noqa:
     path = calibrated[0]
     spec = parse_backend_spec(f"twin:{path}#seed=4;correct=false;temperature=30;on=cpu;layers=1:fc1")
     assert (spec.address, spec.seed, spec.option("correct"), spec.option("temperature")) == (str(path), 4, False, 30.0)
+    assert parse_backend_spec(f"twin:{path}#elapsed=2h").option("elapsed") == 7200.0
+    assert parse_backend_spec(f"twin:{path}#elapsed=90").option("elapsed") == 90.0
+    for bad in ("-5", "soon", "2 weeks", "inf"):
+        with pytest.raises(ConfigError, match="elapsed must be a time after the calibration"):
+            parse_backend_spec(f"twin:{path}#elapsed={bad}")
     with pytest.raises(ConfigError, match="needs an address, e.g. twin:profile.toml"):
         parse_backend_spec("twin")
     with pytest.raises(ConfigError, match="correct must be true or false"):
@@ -205,3 +213,19 @@ def test_twin_waits_for_the_device_once_per_layer_when_nothing_saturates(calibra
         model(x)
     assert model.backend.saturation_reruns == 0
     assert syncs.count == layers
+
+
+def test_twin_reproduces_the_card_drift_after_some_time(calibrated) -> None:  # noqa: ANN001
+    card = dataclasses.replace(calibrated[2].noise_card(), drift=Drift(
+        reference=25.0, span=0.0, offset_per_kelvin=0.0, offset_se=0.0, sigma_add_per_kelvin=0.0, sigma_add_se=0.0,
+        duration=1.0, offset_per_second=0.001, offset_per_second_se=1e-5, sigma_add_per_second=0.002,
+        sigma_add_per_second_se=1e-5))
+    generator = torch.Generator().manual_seed(0)
+    x, w = torch.randn(2000, 64, generator=generator), 0.1 * torch.randn(16, 64, generator=generator)
+    errors = {}
+    for elapsed in (None, 100.0):
+        twin = TwinBackend(card, seed=2, elapsed=elapsed)
+        errors[elapsed] = twin.linear(x, w, None, _call()) - x @ w.T
+    # 100 s later: offsets moved by 0.1 device units (uncorrected, since the card's offsets are stale), σa × 1.2
+    assert errors[100.0].mean() > errors[None].mean() + 0.5 * abs(errors[None]).mean()
+    assert errors[100.0].std() > errors[None].std()

@@ -86,6 +86,15 @@ def test_drift_is_flagged() -> None:
     assert {d.name: d for d in steady.diagnostics}["drift"].status == "pass"
 
 
+def test_a_slow_drift_common_to_all_columns_is_flagged_by_the_column_mean() -> None:
+    _, result = run(samples=10_000, offset_drift_per_s=0.5, seed=5)
+    drift = {d.name: d for d in result.diagnostics}["drift"]
+    per_column = float(drift.detail.split("ratio ")[1].split(" per column")[0])
+    assert drift.status == "warn" and per_column > 0.95, drift.detail  # each column alone hardly shows it
+    card_drift = result.profile.noise_card().drift
+    assert card_drift is not None and card_drift.shown_in_time
+
+
 def test_design_is_d_optimal_with_a_few_intermediate_levels() -> None:
     design = CalibrationDesign(samples=10_000)
     counts = design.counts()

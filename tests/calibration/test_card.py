@@ -66,6 +66,43 @@ def test_card_records_offset_drift_with_temperature(tmp_path) -> None:  # noqa: 
     assert drift.sigma_add_per_kelvin > 5 * drift.sigma_add_se
 
 
+def test_card_records_drift_with_time_at_a_steady_temperature(tmp_path) -> None:  # noqa: ANN001
+    result, path = _calibrated(tmp_path, "offset_drift_per_s = 0.5\nsigma_add_drift_per_s = 5\n")
+    drift = result.profile.noise_card().drift
+    assert drift is not None and drift.shown_in_time and drift.span == 0 and drift.duration > 0
+    assert drift.offset_per_second == pytest.approx(0.5, rel=0.1)
+    assert drift.offset_per_second > 10 * drift.offset_per_second_se
+    # relative to σa at the run's middle, a little after power-up: 5 / (1 + 5 t) < 5, within a fit through the ADC
+    assert 3.0 < drift.sigma_add_per_second < 7.0 and drift.sigma_add_per_second > 5 * drift.sigma_add_per_second_se
+    again = read_profile(write_profile(result.profile, tmp_path / "profile.toml")).noise_card().drift
+    assert again == drift
+    assert drift.at(elapsed=2.0) == pytest.approx((2.0 * drift.offset_per_second,
+                                                   1 + 2.0 * drift.sigma_add_per_second))
+
+
+def test_heating_with_use_is_fitted_on_temperature_alone(tmp_path) -> None:  # noqa: ANN001
+    result, _ = _calibrated(tmp_path, "heating = 0.3\noffset_drift = 0.002\noffset_drift_per_s = 0.5\n")
+    drift = result.profile.noise_card().drift
+    assert drift is not None and drift.offset_per_second == 0.0 == drift.offset_per_second_se  # collinear
+    assert drift.offset_per_kelvin > 0.002  # the time drift shows up per kelvin: the run cannot tell them apart
+
+
+def test_a_card_written_before_time_drift_reads_with_none(tmp_path) -> None:  # noqa: ANN001
+    result, _ = _calibrated(tmp_path, "heating = 0.3\noffset_drift = 0.002\n")
+    data = result.profile.to_dict()
+    for key in ("duration", "offset_per_second", "offset_per_second_se", "sigma_add_per_second",
+                "sigma_add_per_second_se"):
+        del data["card"]["drift"][key]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    drift = read_profile(path).noise_card().drift
+    assert drift is not None and drift.offset_per_second == 0.0 and drift.duration == 0.0 and not drift.shown_in_time
+    data["card"]["drift"]["offset_per_second_se"] = -1.0
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="card.drift.offset_per_second_se must be ≥ 0"):
+        read_profile(path)
+
+
 @pytest.mark.parametrize("suffix", [".toml", ".json"])
 def test_profile_v2_round_trips_its_card(tmp_path, suffix: str) -> None:  # noqa: ANN001
     result, _ = _calibrated(tmp_path)

@@ -8,7 +8,8 @@ The model (per column c of a tile, codes normalised to ±1)::
 
 with hidden per-column gain g_c ~ 1 + N(0, gain_spread²), offset o_c ~ N(0, offset_spread²) and
 σa scale exp(sigma_add_spread · N(0, 1)) drawn from the seed at power-up, and a temperature that
-drifts slowly with use (σa grows by ``drift_per_kelvin`` per kelvin above 25 °C). An aged chip
+drifts slowly with use (σa grows by ``drift_per_kelvin`` per kelvin above 25 °C). Drift with time at any
+temperature (``offset_drift_per_s``, ``sigma_add_drift_per_s``) counts from power-up. An aged chip
 (``gain_aging``, ``offset_aging``) is the same chip with each column's gain scaled by 1 + N(0, gain_aging²)
 and its offset moved by N(0, offset_aging²) since it was new: a calibration made when new is stale on it.
 """
@@ -61,6 +62,8 @@ class EmulatorConfig:
         drift_per_kelvin: Relative σa increase per kelvin above 25 °C.
         offset_drift: Offset change per kelvin above 25 °C (dot-product units).
         heating: Kelvin gained per million MACs (cools back with a 10 s time constant).
+        offset_drift_per_s: Offset change per second since power-up, at any temperature (dot-product units).
+        sigma_add_drift_per_s: Relative σa increase per second since power-up.
         gain_aging: Std of each column's relative gain change since the chip was new (its calibration).
         offset_aging: Std of each column's offset change since the chip was new (dot-product units).
     """
@@ -84,13 +87,15 @@ class EmulatorConfig:
     drift_per_kelvin: float = 0.0
     offset_drift: float = 0.0
     heating: float = 0.0
+    offset_drift_per_s: float = 0.0
+    sigma_add_drift_per_s: float = 0.0
     gain_aging: float = 0.0
     offset_aging: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("sigma_add", "sigma_mul", "gain_spread", "offset_spread", "sigma_add_spread",
                      "drift_per_kelvin", "offset_drift",
-                     "heating", "gain_aging", "offset_aging"):
+                     "heating", "offset_drift_per_s", "sigma_add_drift_per_s", "gain_aging", "offset_aging"):
             check_number(getattr(self, name), f"device {name}", low=0)
         check_choice(self.order, "device order", ORDERS)
         for name, (low, high) in {**CAPABILITY_LIMITS, "seed": (0, 2**63 - 1)}.items():
@@ -151,7 +156,7 @@ class AnalogArray:
             self.gain = self.gain * (1.0 + config.gain_aging * aging.standard_normal(config.cols))
             self.offset = self.offset + config.offset_aging * aging.standard_normal(config.cols)
         self.heat = 0.0
-        self.last_use = time.monotonic()
+        self.powered = self.last_use = time.monotonic()
         self.executions = 0
 
     @property
@@ -172,9 +177,11 @@ class AnalogArray:
         kind = np.float32 if exact32 else np.float64
         z = (x.astype(kind) @ tile.astype(kind)).astype(np.float64) / caps.dac_max**2  # (batch, cols)
         temperature = self.temperature
-        sigma_add = self.config.sigma_add * (1 + self.config.drift_per_kelvin * max(temperature - 25.0, 0.0))
+        warm, uptime = max(temperature - 25.0, 0.0), self.last_use - self.powered
+        config = self.config
+        sigma_add = config.sigma_add * (1 + config.drift_per_kelvin * warm + config.sigma_add_drift_per_s * uptime)
         gain = self.gain[:cols]
-        offset = self.offset[:cols] + self.config.offset_drift * max(temperature - 25.0, 0.0)
+        offset = self.offset[:cols] + config.offset_drift * warm + config.offset_drift_per_s * uptime
         shape = (repeats, batch, cols)
         signal = np.broadcast_to(z * gain, shape)
         mul = 1.0 + self.config.sigma_mul * self.rng.standard_normal(shape) if self.config.sigma_mul else 1.0
