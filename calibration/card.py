@@ -395,15 +395,36 @@ def _slopes(regressors: list[np.ndarray], y: np.ndarray) -> list[tuple[float, fl
     return [(float(beta[i]), math.sqrt(max(float(covariance[i, i]), 0.0))) for i in range(1, design.shape[1])]
 
 
-def measure_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squared: float | None = None
+def _quantised_variance(mean: np.ndarray, sigma: np.ndarray, lsb: float) -> np.ndarray:
+    """Variance of round(y / lsb) · lsb for y ~ N(mean, sigma²), per element (exact sum over the codes)."""
+    low = int(np.floor(float(np.min(mean - 8 * sigma)) / lsb)) - 1
+    high = int(np.ceil(float(np.max(mean + 8 * sigma)) / lsb)) + 1
+    levels = np.arange(low, high + 1)[:, None] * lsb
+    mass = (stats.norm.cdf((levels + lsb / 2 - mean) / sigma) - stats.norm.cdf((levels - lsb / 2 - mean) / sigma))
+    first = np.sum(levels * mass, axis=0)
+    return np.sum(levels**2 * mass, axis=0) - first**2
+
+
+def _adc_variance_gain(mean: np.ndarray, sigma_squared: np.ndarray, lsb: float) -> np.ndarray:
+    """d(sample variance through the ADC) / d(σ²) per column, at each column's mean and σ²."""
+    sigma = np.sqrt(np.maximum(sigma_squared, 1e-300))
+    step = 0.01
+    upper = _quantised_variance(mean, sigma * (1 + step), lsb)
+    lower = _quantised_variance(mean, sigma * (1 - step), lsb)
+    return (upper - lower) / (4 * step * sigma**2)
+
+
+def measure_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squared: np.ndarray | None = None
                   ) -> Drift | None:
     """Offset and σa vs temperature and time from the zero level's runs.
 
     Args:
         measurement: The calibration run.
         fit: Its fit (per-column offsets, ADC quantisation).
-        sigma_add_squared: σa² the relative σa slopes refer to (the card's, fitted through the ADC);
-            None: the runs' mean variance less Δ²/12.
+        sigma_add_squared: Per column σa² the relative σa slopes refer to (the card's, fitted through the
+            ADC): the sample variance's slope is divided by how fast it moves with σa² through the ADC at
+            each column's offset (below one ADC step that is not 1, and the slope would read 25 % high).
+            None: the runs' mean variance less Δ²/12, as if the ADC added Δ²/12.
 
     Returns:
         The drift when the temperature moved during the run or a per-second slope stands out of its noise;
@@ -432,8 +453,11 @@ def measure_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squar
     variance = dict(zip(conditions, _slopes([values[keep] for values in conditions.values()], squares[keep]),
                         strict=True))
     if sigma_add_squared is None:
-        sigma_add_squared = float(np.mean(squares[keep])) - fit.quantisation
-    base = 2 * max(sigma_add_squared, 1e-300)  # dσ/σ = d(σ²) / (2σ²)
+        reference = float(np.mean(squares[keep])) - fit.quantisation
+    else:  # σa,k → σa,k (1 + r t) moves the mean sample variance by 2 r · mean_k(dS²_k/dσ²_k · σa,k²)
+        reference = float(np.mean(_adc_variance_gain(fit.columns.offset, sigma_add_squared, measurement.lsb)
+                                  * sigma_add_squared))
+    base = 2 * max(reference, 1e-300)
     none = (0.0, 0.0)
     drift = Drift(reference=float(temps.mean()), span=float(np.ptp(temperatures)),
                   offset_per_kelvin=offset.get("kelvin", none)[0], offset_se=offset.get("kelvin", none)[1],
@@ -456,4 +480,4 @@ def build_card(measurement: Measurement, fit: CalibrationFit, capabilities: dict
                      full_scale=float(capabilities["full_scale"]), order=order,
                      gain=tuple(fit.columns.gain.tolist()), offset=tuple(fit.columns.offset.tolist()),
                      sigma_add=sigma_add, sigma_mul=sigma_mul, quantisation_variance=fit.quantisation,
-                     drift=measure_drift(measurement, fit, float(np.mean(a))))
+                     drift=measure_drift(measurement, fit, a))
