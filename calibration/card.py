@@ -17,7 +17,7 @@ is kept apart from σa² so the twin can quantise explicitly instead of adding i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -143,12 +143,12 @@ class Drift:
     @property
     def shown(self) -> bool:
         """True when any slope stands out of its noise (|t| > `DRIFT_T`)."""
-        return any(abs(value) > DRIFT_T * se for value, se in self._slopes() if se > 0)
+        return _stands_out(self._slopes())
 
     @property
     def shown_in_time(self) -> bool:
         """True when a per-second slope stands out of its noise."""
-        return any(abs(value) > DRIFT_T * se for value, se in self._slopes()[2:] if se > 0)
+        return _stands_out(self._slopes()[2:])
 
     def at(self, temperature: float | None = None, elapsed: float | None = None) -> tuple[float, float]:
         """(offset shift, σa factor) at ``temperature`` °C and ``elapsed`` s after the run's middle.
@@ -164,7 +164,7 @@ class Drift:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form."""
-        data: dict[str, Any] = {name: getattr(self, name) for name in _DRIFT_FIELDS}
+        data: dict[str, Any] = {item.name: getattr(self, item.name) for item in fields(self)}
         data["shown"] = self.shown
         return data
 
@@ -177,9 +177,9 @@ class Drift:
         """
         if not isinstance(data, dict):
             raise ConfigError("card.drift must be a table")
-        values = {key: check_number(data.get(key) if key in _DRIFT_REQUIRED else data.get(key, 0.0),
-                                    f"card.drift.{key}")
-                  for key in _DRIFT_FIELDS}
+        values = {item.name: check_number(data.get(item.name, None if item.default is MISSING else item.default),
+                                          f"card.drift.{item.name}")
+                  for item in fields(cls)}  # a field without a default is required
         for key in ("span", "duration", "offset_se", "sigma_add_se", "offset_per_second_se",
                     "sigma_add_per_second_se"):
             if values[key] < 0:
@@ -187,9 +187,9 @@ class Drift:
         return cls(**values)
 
 
-_DRIFT_REQUIRED = ("reference", "span", "offset_per_kelvin", "offset_se", "sigma_add_per_kelvin", "sigma_add_se")
-_DRIFT_FIELDS = (*_DRIFT_REQUIRED, "duration", "offset_per_second", "offset_per_second_se", "sigma_add_per_second",
-                 "sigma_add_per_second_se")
+def _stands_out(slopes: tuple[tuple[float, float], ...]) -> bool:
+    """True when any (slope, se) has |slope| > `DRIFT_T` · se (slopes without an SE never do)."""
+    return any(abs(value) > DRIFT_T * se for value, se in slopes if se > 0)
 
 
 @dataclass(frozen=True)
@@ -380,19 +380,26 @@ def _per_column_sigmas(measurement: Measurement, fit: CalibrationFit) -> tuple[n
     return a, a_se, b, b_se
 
 
-def _slopes(regressors: list[np.ndarray], y: np.ndarray) -> list[tuple[float, float]]:
-    """Least-squares slopes of y on the (centred) regressors together, each with its standard error."""
-    design = np.column_stack([np.ones(len(y)), *(r - r.mean() for r in regressors)])
-    if len(y) <= design.shape[1] + 1:
-        return [(0.0, 0.0)] * len(regressors)
-    beta, *_ = np.linalg.lstsq(design, y, rcond=None)
-    residual = y - design @ beta
-    variance = float(residual @ residual) / (len(y) - design.shape[1])
+def _slopes(regressors: list[np.ndarray], responses: np.ndarray) -> list[list[tuple[float, float]]]:
+    """Least-squares slopes of each response column on the (centred) regressors together, with their SEs.
+
+    Returns:
+        Per response (a column of ``responses``), one (slope, se) per regressor; zeros without a residual
+        degree of freedom or with a singular design.
+    """
+    design = np.column_stack([np.ones(len(responses)), *(r - r.mean() for r in regressors)])
+    nothing = [[(0.0, 0.0)] * len(regressors) for _ in range(responses.shape[1])]
+    if len(responses) <= design.shape[1]:
+        return nothing
     try:
-        covariance = variance * np.linalg.inv(design.T @ design)
+        unscaled = np.linalg.inv(design.T @ design)
     except np.linalg.LinAlgError:
-        return [(0.0, 0.0)] * len(regressors)
-    return [(float(beta[i]), math.sqrt(max(float(covariance[i, i]), 0.0))) for i in range(1, design.shape[1])]
+        return nothing
+    beta = unscaled @ design.T @ responses
+    residual = responses - design @ beta
+    variance = np.sum(residual**2, axis=0) / (len(responses) - design.shape[1])
+    return [[(float(beta[i, j]), math.sqrt(max(float(variance[j] * unscaled[i, i]), 0.0)))
+             for i in range(1, design.shape[1])] for j in range(responses.shape[1])]
 
 
 def _quantised_variance(mean: np.ndarray, sigma: np.ndarray, lsb: float) -> np.ndarray:
@@ -448,10 +455,10 @@ def measure_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squar
         del conditions["second"]  # a device heating as it runs: the run cannot tell time from temperature
     if keep.sum() < 3 or not conditions:
         return None
-    offset = dict(zip(conditions, _slopes([values[keep] for values in conditions.values()], means[keep]),
-                      strict=True))
-    variance = dict(zip(conditions, _slopes([values[keep] for values in conditions.values()], squares[keep]),
-                        strict=True))
+    offset_slopes, variance_slopes = _slopes([values[keep] for values in conditions.values()],
+                                             np.column_stack([means[keep], squares[keep]]))
+    offset = dict(zip(conditions, offset_slopes, strict=True))
+    variance = dict(zip(conditions, variance_slopes, strict=True))
     if sigma_add_squared is None:
         reference = float(np.mean(squares[keep])) - fit.quantisation
     else:  # σa,k → σa,k (1 + r t) moves the mean sample variance by 2 r · mean_k(dS²_k/dσ²_k · σa,k²)

@@ -127,7 +127,10 @@ def drift(measurement: Measurement, fit: CalibrationFit) -> Diagnostic:
     """
     zero = measurement.samples[0]
     ordered = zero[np.argsort(measurement.order[0], kind="stable")]
-    if float(np.mean(ordered.var(axis=0, ddof=1))) == 0 or len(ordered) < 3:
+    if len(ordered) < 3:
+        return Diagnostic("drift", "info", math.nan, math.nan, f"{len(ordered)} samples at z = 0: too few to test "
+                                                               f"drift; calibrate with more --samples")
+    if float(np.mean(ordered.var(axis=0, ddof=1))) == 0:
         return Diagnostic("drift", "info", math.nan, math.nan, "no noise at z = 0 (every sample equal): nothing "
                                                                "to test drift against")
     ratio, p_columns = _von_neumann(ordered)

@@ -177,7 +177,7 @@ class AnalogArray:
         kind = np.float32 if exact32 else np.float64
         z = (x.astype(kind) @ tile.astype(kind)).astype(np.float64) / caps.dac_max**2  # (batch, cols)
         temperature = self.temperature
-        warm, uptime = max(temperature - 25.0, 0.0), self.last_use - self.powered
+        warm, uptime = max(temperature - 25.0, 0.0), self.last_use - self.powered  # `temperature` set last_use
         config = self.config
         sigma_add = config.sigma_add * (1 + config.drift_per_kelvin * warm + config.sigma_add_drift_per_s * uptime)
         gain = self.gain[:cols]
