@@ -32,7 +32,11 @@ from hil.validation import check_choice, check_int, check_number
 HETEROGENEITY_ALPHA = 0.001
 """Columns are said to differ in a noise term when Cochran's Q has p below this."""
 DRIFT_T = 3.0
-"""A drift slope is recorded as shown by the run when |slope / se| exceeds this."""
+"""A drift slope is recorded as shown when |slope / se| exceeds this, on a normal scale: with the fit's
+residual degrees of freedom known, the threshold is the t quantile of the same two-sided tail
+(`DRIFT_TAIL`; 4.3 with 8 dof), so a steady device's short run does not record drift more often."""
+DRIFT_TAIL = float(stats.norm.sf(DRIFT_T))
+"""One-sided tail beyond `DRIFT_T` (0.00135)."""
 COLLINEAR = 0.9
 """Above this |correlation| of temperature and time over the runs, drift is fitted on temperature alone."""
 
@@ -121,6 +125,8 @@ class Drift:
         offset_per_second_se: Its standard error.
         sigma_add_per_second: Relative σa change per second at constant temperature.
         sigma_add_per_second_se: Its standard error.
+        dof: Residual degrees of freedom of the fit (runs less fitted terms; 0 in cards written before it
+            was kept: the normal `DRIFT_T` then stands in for the t quantile).
     """
 
     reference: float
@@ -134,6 +140,14 @@ class Drift:
     offset_per_second_se: float = 0.0
     sigma_add_per_second: float = 0.0
     sigma_add_per_second_se: float = 0.0
+    dof: int = 0
+
+    def critical(self, tail: float = DRIFT_TAIL) -> float:
+        """Two-sided critical |slope / se| for a one-sided ``tail`` (t with `dof`; normal when unknown).
+
+        ``critical(0.025)`` gives the multiplier of a 95 % interval.
+        """
+        return float(stats.t.isf(tail, self.dof) if self.dof > 0 else stats.norm.isf(tail))
 
     def _slopes(self) -> tuple[tuple[float, float], ...]:
         return ((self.offset_per_kelvin, self.offset_se), (self.sigma_add_per_kelvin, self.sigma_add_se),
@@ -142,13 +156,13 @@ class Drift:
 
     @property
     def shown(self) -> bool:
-        """True when any slope stands out of its noise (|t| > `DRIFT_T`)."""
-        return _stands_out(self._slopes())
+        """True when any slope stands out of its noise (|t| beyond `critical`)."""
+        return _stands_out(self._slopes(), self.critical())
 
     @property
     def shown_in_time(self) -> bool:
         """True when a per-second slope stands out of its noise."""
-        return _stands_out(self._slopes()[2:])
+        return _stands_out(self._slopes()[2:], self.critical())
 
     def at(self, temperature: float | None = None, elapsed: float | None = None) -> tuple[float, float]:
         """(offset shift, σa factor) at ``temperature`` °C and ``elapsed`` s after the run's middle.
@@ -177,9 +191,11 @@ class Drift:
         """
         if not isinstance(data, dict):
             raise ConfigError("card.drift must be a table")
-        values = {item.name: check_number(data.get(item.name, None if item.default is MISSING else item.default),
-                                          f"card.drift.{item.name}")
-                  for item in fields(cls)}  # a field without a default is required
+        values: dict[str, Any] = {
+            item.name: check_number(data.get(item.name, None if item.default is MISSING else item.default),
+                                    f"card.drift.{item.name}")
+            for item in fields(cls) if item.name != "dof"}  # a field without a default is required
+        values["dof"] = check_int(data.get("dof", 0), "card.drift.dof", low=0)
         for key in ("span", "duration", "offset_se", "sigma_add_se", "offset_per_second_se",
                     "sigma_add_per_second_se"):
             if values[key] < 0:
@@ -187,9 +203,9 @@ class Drift:
         return cls(**values)
 
 
-def _stands_out(slopes: tuple[tuple[float, float], ...]) -> bool:
-    """True when any (slope, se) has |slope| > `DRIFT_T` · se (slopes without an SE never do)."""
-    return any(abs(value) > DRIFT_T * se for value, se in slopes if se > 0)
+def _stands_out(slopes: tuple[tuple[float, float], ...], critical: float) -> bool:
+    """True when any (slope, se) has |slope| > ``critical`` · se (slopes without an SE never do)."""
+    return any(abs(value) > critical * se for value, se in slopes if se > 0)
 
 
 @dataclass(frozen=True)
@@ -380,62 +396,100 @@ def _per_column_sigmas(measurement: Measurement, fit: CalibrationFit) -> tuple[n
     return a, a_se, b, b_se
 
 
-def _slopes(regressors: list[np.ndarray], responses: np.ndarray) -> list[list[tuple[float, float]]]:
-    """Least-squares slopes of each response column on the (centred) regressors together, with their SEs.
+def _slopes(regressors: list[np.ndarray], responses: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Least-squares slopes of the response columns on the (centred) regressors together.
 
     Returns:
-        Per response (a column of ``responses``), one (slope, se) per regressor; zeros without a residual
-        degree of freedom or with a singular design.
+        (slopes, covariance): slopes[i, j] of response j on regressor i, and covariance[i] the covariance
+        of (slopes[i, 0], slopes[i, 1], …) across the responses; None without a residual degree of freedom
+        or with a singular design.
     """
     design = np.column_stack([np.ones(len(responses)), *(r - r.mean() for r in regressors)])
-    nothing = [[(0.0, 0.0)] * len(regressors) for _ in range(responses.shape[1])]
     if len(responses) <= design.shape[1]:
-        return nothing
+        return None
     try:
         unscaled = np.linalg.inv(design.T @ design)
     except np.linalg.LinAlgError:
-        return nothing
+        return None
     beta = unscaled @ design.T @ responses
     residual = responses - design @ beta
-    variance = np.sum(residual**2, axis=0) / (len(responses) - design.shape[1])
-    return [[(float(beta[i, j]), math.sqrt(max(float(variance[j] * unscaled[i, i]), 0.0)))
-             for i in range(1, design.shape[1])] for j in range(responses.shape[1])]
+    residual_covariance = residual.T @ residual / (len(responses) - design.shape[1])
+    return beta[1:], np.diagonal(unscaled)[1:, None, None] * residual_covariance[None]
 
 
-def _quantised_variance(mean: np.ndarray, sigma: np.ndarray, lsb: float) -> np.ndarray:
-    """Variance of round(y / lsb) · lsb for y ~ N(mean, sigma²), per element (exact sum over the codes)."""
+def _quantised_moments(mean: np.ndarray, sigma: np.ndarray, lsb: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance of round(y / lsb) · lsb for y ~ N(mean, sigma²), per element (exact sum over the codes)."""
     low = int(np.floor(float(np.min(mean - 8 * sigma)) / lsb)) - 1
     high = int(np.ceil(float(np.max(mean + 8 * sigma)) / lsb)) + 1
     levels = np.arange(low, high + 1)[:, None] * lsb
     mass = (stats.norm.cdf((levels + lsb / 2 - mean) / sigma) - stats.norm.cdf((levels - lsb / 2 - mean) / sigma))
     first = np.sum(levels * mass, axis=0)
-    return np.sum(levels**2 * mass, axis=0) - first**2
+    return first, np.sum(levels**2 * mass, axis=0) - first**2
 
 
-def _adc_variance_gain(mean: np.ndarray, sigma_squared: np.ndarray, lsb: float) -> np.ndarray:
-    """d(sample variance through the ADC) / d(σ²) per column, at each column's mean and σ²."""
+def _adc_jacobian(mean: np.ndarray, sigma_squared: np.ndarray, lsb: float) -> np.ndarray:
+    """How the ADC passes a small offset shift a and a relative σa change r on to what the run reads.
+
+    Returns:
+        2 × 2: rows the column-averaged mean code and sample variance, columns d/da and d/dr, at each
+        column's offset and σa² (exact sums over the codes). Without an ADC it is [[1, 0], [0, 2 σa²]];
+        σa 0.4 LSB near a code moves the mean 0.95× and S² 1.25×, and each reads a little of the other.
+    """
     sigma = np.sqrt(np.maximum(sigma_squared, 1e-300))
-    step = 0.01
-    upper = _quantised_variance(mean, sigma * (1 + step), lsb)
-    lower = _quantised_variance(mean, sigma * (1 - step), lsb)
-    return (upper - lower) / (4 * step * sigma**2)
+    shift, step = 1e-3 * lsb, 0.01
+    by_offset = [np.array(_quantised_moments(mean + sign * shift, sigma, lsb)) for sign in (1, -1)]
+    by_sigma = [np.array(_quantised_moments(mean, sigma * (1 + sign * step), lsb)) for sign in (1, -1)]
+    return np.column_stack([np.mean(by_offset[0] - by_offset[1], axis=1) / (2 * shift),
+                            np.mean(by_sigma[0] - by_sigma[1], axis=1) / (2 * step)])
 
 
-def measure_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squared: np.ndarray | None = None
-                  ) -> Drift | None:
-    """Offset and σa vs temperature and time from the zero level's runs.
+@dataclass(frozen=True)
+class _OverRun:
+    """How a drift inflates a σa² pooled over the whole run against σa² at the run's middle.
+
+    Attributes:
+        offset_variance: Variance over the runs of the fitted offset drift (it reads as noise when pooled).
+        sigma_spread: Mean over the runs of (σa(run) / σa(middle))² (above 1 however σa moved).
+    """
+
+    offset_variance: float = 0.0
+    sigma_spread: float = 1.0
+
+    def middle(self, pooled: np.ndarray) -> np.ndarray:
+        """σa² at the run's middle from σa² pooled over it (floored at 1 % of the pooled value)."""
+        return np.maximum(pooled - self.offset_variance, 0.01 * pooled) / self.sigma_spread
+
+
+@dataclass(frozen=True)
+class DriftFit:
+    """A drift fit and what it does to the σa² pooled over its run.
+
+    Attributes:
+        drift: The slopes.
+        over_run: How far the drift inflated the pooled σa² (`_OverRun`).
+    """
+
+    drift: Drift
+    over_run: _OverRun
+
+
+def fit_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squared: np.ndarray | None = None
+              ) -> DriftFit | None:
+    """Offset and σa vs temperature and time from the zero level's runs, whether or not they moved.
 
     Args:
         measurement: The calibration run.
         fit: Its fit (per-column offsets, ADC quantisation).
-        sigma_add_squared: Per column σa² the relative σa slopes refer to (the card's, fitted through the
-            ADC): the sample variance's slope is divided by how fast it moves with σa² through the ADC at
-            each column's offset (below one ADC step that is not 1, and the slope would read 25 % high).
-            None: the runs' mean variance less Δ²/12, as if the ADC added Δ²/12.
+        sigma_add_squared: Per column σa² the slopes refer to (the card's, fitted through the ADC). The
+            slopes of the mean code and of the sample variance are mapped back to offset and σa slopes
+            through the ADC (`_adc_jacobian`, at each column's offset and σa²; below one ADC step the
+            offset slope would read 5 % low and σa's 25 % high). None: no ADC correction, and σa² taken
+            as the runs' mean variance less Δ²/12, as if the ADC added Δ²/12.
 
     Returns:
-        The drift when the temperature moved during the run or a per-second slope stands out of its noise;
-        None otherwise (a device steady over the run).
+        The fitted slopes (0 with SE 0 for a condition that never varied) and the inflation of the pooled
+        σa² they imply (the slopes are solved again at σa² of the run's middle, three times); None when
+        the run cannot give them (fewer than 3 zero-level runs, no temperature or time recorded).
     """
     temperatures, times = measurement.temperatures, measurement.times
     zero, runs = measurement.samples[0], measurement.order[0]
@@ -455,36 +509,65 @@ def measure_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squar
         del conditions["second"]  # a device heating as it runs: the run cannot tell time from temperature
     if keep.sum() < 3 or not conditions:
         return None
-    offset_slopes, variance_slopes = _slopes([values[keep] for values in conditions.values()],
-                                             np.column_stack([means[keep], squares[keep]]))
-    offset = dict(zip(conditions, offset_slopes, strict=True))
-    variance = dict(zip(conditions, variance_slopes, strict=True))
-    if sigma_add_squared is None:
-        reference = float(np.mean(squares[keep])) - fit.quantisation
-    else:  # σa,k → σa,k (1 + r t) moves the mean sample variance by 2 r · mean_k(dS²_k/dσ²_k · σa,k²)
-        reference = float(np.mean(_adc_variance_gain(fit.columns.offset, sigma_add_squared, measurement.lsb)
-                                  * sigma_add_squared))
-    base = 2 * max(reference, 1e-300)
-    none = (0.0, 0.0)
+    regressors = [values[keep] - values[keep].mean() for values in conditions.values()]
+    fitted = _slopes(regressors, np.column_stack([means[keep], squares[keep]]))
+    per: dict[str, tuple[float, float, float, float]] = {}  # condition → offset slope, se, σa slope, se
+    over_run = _OverRun()
+    for _ in range(3):  # σa² given is over the whole run; the slopes refer to σa at the run's middle
+        if sigma_add_squared is None:
+            variance = max(float(np.mean(squares[keep])) - fit.quantisation, 1e-300) / over_run.sigma_spread
+            jacobian = np.diag([1.0, 2 * variance])
+        else:
+            jacobian = _adc_jacobian(fit.columns.offset, over_run.middle(sigma_add_squared), measurement.lsb)
+        if fitted is None or not abs(np.linalg.det(jacobian)) > 0:
+            break
+        inverse = np.linalg.inv(jacobian)
+        for name, slope, covariance in zip(conditions, *fitted, strict=True):
+            value = inverse @ slope
+            spread = np.sqrt(np.maximum(np.diagonal(inverse @ covariance @ inverse.T), 0.0))
+            per[name] = (float(value[0]), float(spread[0]), float(value[1]), float(spread[1]))
+        moved = [sum(per[name][i] * x for name, x in zip(conditions, regressors, strict=True)) for i in (0, 2)]
+        over_run = _OverRun(float(np.mean(np.asarray(moved[0]) ** 2)),
+                            float(np.mean(np.maximum(1 + np.asarray(moved[1]), 0.0) ** 2)))
+    kelvin, second = per.get("kelvin", (0.0,) * 4), per.get("second", (0.0,) * 4)
     drift = Drift(reference=float(temps.mean()), span=float(np.ptp(temperatures)),
-                  offset_per_kelvin=offset.get("kelvin", none)[0], offset_se=offset.get("kelvin", none)[1],
-                  sigma_add_per_kelvin=variance.get("kelvin", none)[0] / base,
-                  sigma_add_se=variance.get("kelvin", none)[1] / base,
-                  duration=float(np.ptp(seconds)),
-                  offset_per_second=offset.get("second", none)[0],
-                  offset_per_second_se=offset.get("second", none)[1],
-                  sigma_add_per_second=variance.get("second", none)[0] / base,
-                  sigma_add_per_second_se=variance.get("second", none)[1] / base)
-    return drift if "kelvin" in conditions or drift.shown_in_time else None
+                  offset_per_kelvin=kelvin[0], offset_se=kelvin[1],
+                  sigma_add_per_kelvin=kelvin[2], sigma_add_se=kelvin[3], duration=float(np.ptp(seconds)),
+                  offset_per_second=second[0], offset_per_second_se=second[1],
+                  sigma_add_per_second=second[2], sigma_add_per_second_se=second[3],
+                  dof=max(int(keep.sum()) - 1 - len(conditions), 0) if per else 0)
+    return DriftFit(drift, over_run)
+
+
+def measure_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squared: np.ndarray | None = None
+                  ) -> DriftFit | None:
+    """The card's drift: `fit_drift` when the temperature moved or a per-second slope stands out.
+
+    Returns:
+        None for a device steady over the run (nothing the twin should reproduce).
+    """
+    fitted = fit_drift(measurement, fit, sigma_add_squared)
+    if fitted is None:
+        return None
+    drift = fitted.drift
+    return fitted if drift.offset_se > 0 or drift.sigma_add_se > 0 or drift.shown_in_time else None
+
+
+def drift_of_run(measurement: Measurement, fit: CalibrationFit) -> DriftFit | None:
+    """`fit_drift` at the run's own per-column σa² (as the card is built, whether or not it records drift)."""
+    return fit_drift(measurement, fit, _per_column_sigmas(measurement, fit)[0])
 
 
 def build_card(measurement: Measurement, fit: CalibrationFit, capabilities: dict[str, Any], order: str) -> NoiseCard:
     """The noise card of one calibration run."""
     a, a_se, b, b_se = _per_column_sigmas(measurement, fit)
+    drifted = measure_drift(measurement, fit, a)
+    if drifted is not None:  # the card's σa holds at the run's middle, as its drift does (σm is a difference
+        a, a_se = drifted.over_run.middle(a), a_se / drifted.over_run.sigma_spread  # of two levels: unaffected)
     sigma_add, sigma_mul = _sigma_term(a, a_se), _sigma_term(b, b_se)
     return NoiseCard(rows=int(capabilities["rows"]), cols=int(capabilities["cols"]),
                      dac_bits=int(capabilities["dac_bits"]), adc_bits=int(capabilities["adc_bits"]),
                      full_scale=float(capabilities["full_scale"]), order=order,
                      gain=tuple(fit.columns.gain.tolist()), offset=tuple(fit.columns.offset.tolist()),
                      sigma_add=sigma_add, sigma_mul=sigma_mul, quantisation_variance=fit.quantisation,
-                     drift=measure_drift(measurement, fit, a))
+                     drift=None if drifted is None else drifted.drift)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
-from hil.calibration.card import build_card
+from hil.calibration.card import Drift, NoiseCard, build_card, drift_of_run
 from hil.calibration.design import CalibrationDesign, realise
 from hil.calibration.diagnostics import Diagnostic, run_all
 from hil.calibration.estimate import CalibrationFit, Estimate, estimate, fisher, gamma_weights, variance_design
@@ -119,23 +120,111 @@ def calibrate(address: str, design: CalibrationDesign, *, budget_s: float | None
 
 @dataclass(frozen=True)
 class CheckItem:
-    """One parameter re-measured against the profile."""
+    """One parameter re-measured against the profile.
+
+    Attributes:
+        name: What was compared.
+        profile: The profile's value (moved to the check's temperature by the card's drift, see ``note``).
+        measured: The value now.
+        z: Their difference over its standard error (the largest |z| for per-column items).
+        ok: Within the check's bound.
+        note: How the profile's value was carried to now, or "" when it was not.
+    """
 
     name: str
     profile: float
     measured: float
     z: float
     ok: bool
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form."""
-        return {"name": self.name, "profile": self.profile, "measured": self.measured, "z": self.z, "ok": self.ok}
+        return {"name": self.name, "profile": self.profile, "measured": self.measured, "z": self.z, "ok": self.ok,
+                "note": self.note}
 
 
-def _compare(name: str, old: dict[str, Any], new: Estimate, threshold: float) -> CheckItem:
-    se = math.hypot(float(old.get("se", 0.0)), new.se)
-    z = (new.value - float(old["value"])) / se if se > 0 else 0.0
-    return CheckItem(name, float(old["value"]), new.value, z, abs(z) <= threshold)
+@dataclass(frozen=True)
+class _AtTemperature:
+    """What the card's per-kelvin drift predicts at the check's temperature: shift, factor and their SEs."""
+
+    kelvin: float = 0.0
+    shift: float = 0.0
+    shift_se: float = 0.0
+    factor: float = 1.0
+    factor_se: float = 0.0
+
+    @classmethod
+    def of(cls, drift: Drift | None, temperature: float) -> _AtTemperature:
+        if drift is None or drift.span <= 0 or not math.isfinite(temperature):
+            return cls()
+        kelvin = temperature - drift.reference
+        shift, factor = drift.at(temperature=temperature)
+        return cls(kelvin, shift, abs(kelvin) * drift.offset_se, factor, abs(kelvin) * drift.sigma_add_se)
+
+    @property
+    def note(self) -> str:
+        return f"profile moved {self.kelvin:+.2g} K by the card's drift" if self.kelvin else ""
+
+
+def _at_middle(pooled: dict[str, Any] | Estimate, card: NoiseCard) -> dict[str, Any]:
+    """σa (value, se) at the run's middle: the card's where it records drift (a run-pooled σa reads high
+    by what the drift spread over the run), the pooled estimate otherwise; the SE scaled alike."""
+    value, se = (pooled.value, pooled.se) if isinstance(pooled, Estimate) else (pooled["value"], pooled.get("se", 0.0))
+    if card.drift is None or not value > 0:
+        return {"value": float(value), "se": float(se)}
+    return {"value": card.sigma_add.pooled, "se": float(se) * card.sigma_add.pooled / float(value)}
+
+
+def _compare(name: str, old: dict[str, Any], new: Estimate | dict[str, Any], threshold: float,
+             moved: _AtTemperature = _AtTemperature()) -> CheckItem:
+    value, old_se = float(old["value"]), float(old.get("se", 0.0))
+    if isinstance(new, dict):
+        new = Estimate.normal(float(new["value"]), float(new["se"]))
+    if name == "sigma_add":  # σa moves with temperature by the card's factor (σm does not drift on the card)
+        expected = value * moved.factor
+        se = math.hypot(old_se * moved.factor, value * moved.factor_se, new.se)
+        note = moved.note
+    else:
+        expected, se, note = value, math.hypot(old_se, new.se), ""
+    z = (new.value - expected) / se if se > 0 else 0.0
+    return CheckItem(name, expected, new.value, z, abs(z) <= threshold, note)
+
+
+_DRIFT_SLOPES = (("offset per K", "offset_per_kelvin", "offset_se"),
+                 ("σa per K", "sigma_add_per_kelvin", "sigma_add_se"),
+                 ("offset per s", "offset_per_second", "offset_per_second_se"),
+                 ("σa per s", "sigma_add_per_second", "sigma_add_per_second_se"))
+
+
+def _drift_items(old: Drift | None, fresh: Calibration, threshold: float) -> list[CheckItem]:
+    """The card's drift slopes against the fresh run's: a drift that appeared, went away or changed rate.
+
+    A slope the fresh run could not measure (its temperature held still) is left out. The bound is the
+    t quantile of the normal tail beyond ``threshold``, with both fits' residual dof (their few runs make
+    the SEs rough: 16 dof give 5.3 for a threshold of 4). A card without drift counts as slopes of 0.
+    """
+    fitted = drift_of_run(fresh.measurement, fresh.fit)
+    if fitted is None:
+        return []
+    new = fitted.drift
+    pooled_dof = new.dof + (old.dof if old is not None and new.dof else 0)  # both fits' residuals count
+    bound = max(threshold, replace(new, dof=pooled_dof).critical(float(stats.norm.sf(threshold))))
+    items = []
+    for label, key, se_key in _DRIFT_SLOPES:
+        new_value, new_se = getattr(new, key), getattr(new, se_key)
+        if new_se <= 0:
+            continue
+        old_value, old_se = (getattr(old, key), getattr(old, se_key)) if old is not None else (0.0, 0.0)
+        note = ""
+        if key == "sigma_add_per_kelvin" and old is not None and old.span > 0 and new.reference != old.reference:
+            # a relative slope: σa's own slope per kelvin over σa, which is another σa at another temperature
+            factor = max(old.at(temperature=new.reference)[1], 1e-6)
+            old_value, old_se = old_value / factor, old_se / factor
+            note = f"relative to σa at {new.reference:.3g} °C"
+        z = (new_value - old_value) / math.hypot(old_se, new_se)
+        items.append(CheckItem(f"drift {label}", old_value, new_value, z, abs(z) <= bound, note))
+    return items
 
 
 def check(address: str, profile: CalibrationProfile, *, samples: int = 2000, threshold: float = 4.0,
@@ -143,10 +232,20 @@ def check(address: str, profile: CalibrationProfile, *, samples: int = 2000, thr
     """Re-measure a short design and test whether the device still matches ``profile``.
 
     σa, σm: |new − old| / √(se_old² + se_new²) ≤ ``threshold``. Gains and offsets: the fraction of
-    columns outside that bound must stay below 1 % (plus what chance allows for a few columns).
+    columns outside that bound must stay below 1 % (plus what chance allows for a few columns). Where the
+    card has drift with temperature and the device is at another temperature now, the profile's σa and
+    offsets are first moved there by the card's slopes (their SEs carried along), so a chip that is only
+    warmer, as the card predicts, still matches. Time drift is not extrapolated (hours between runs are
+    beyond a straight line fitted over a run), but its slopes, like the per-kelvin ones, are compared with
+    the fresh run's (`_drift_items`).
     """
     fresh = calibrate(address, CalibrationDesign(samples=samples), timeout=timeout, emulator_config=emulator_config)
-    items = [_compare("sigma_add", profile.estimates["sigma_add"], fresh.fit.sigma_add, threshold),
+    card = profile.noise_card()
+    drift = card.drift
+    moved = _AtTemperature.of(drift, float(np.mean(fresh.measurement.temperatures))
+                              if len(fresh.measurement.temperatures) else math.nan)
+    items = [_compare("sigma_add", _at_middle(profile.estimates["sigma_add"], card),
+                      _at_middle(fresh.fit.sigma_add, fresh.profile.noise_card()), threshold, moved),
              _compare("sigma_mul", profile.estimates["sigma_mul"], fresh.fit.sigma_mul, threshold)]
     for name, new, new_se in (("gain", fresh.fit.columns.gain, fresh.fit.columns.gain_se),
                               ("offset", fresh.fit.columns.offset, fresh.fit.columns.offset_se)):
@@ -155,11 +254,14 @@ def check(address: str, profile: CalibrationProfile, *, samples: int = 2000, thr
         if len(old) != len(new):
             raise ConfigError(f"the profile has {len(old)} columns but the device has {len(new)}: "
                               f"it is another device; calibrate it")
+        shifted = name == "offset" and moved.kelvin != 0
+        if shifted:
+            old, old_se = old + moved.shift, np.hypot(old_se, moved.shift_se)
         z = (new - old) / np.hypot(old_se, new_se)
         outside = float(np.mean(np.abs(z) > threshold))
         items.append(CheckItem(f"{name} (columns outside)", 0.0, outside, float(np.max(np.abs(z))),
-                               outside <= 0.01 + 3 / len(z)))
-    return items, fresh
+                               outside <= 0.01 + 3 / len(z), moved.note if shifted else ""))
+    return items + _drift_items(drift, fresh, threshold), fresh
 
 
 def default_out(path: str | os.PathLike[str] | None) -> Path:

@@ -90,9 +90,12 @@ def print_calibration(profile: Any) -> None:
                 ("s", f"over {drift.duration:.3g} s", ((drift.offset_per_second, drift.offset_per_second_se),
                                                        (drift.sigma_add_per_second, drift.sigma_add_per_second_se)))):
             (offset, offset_se), (sigma, sigma_se) = slopes
+            half = drift.critical(0.025)  # t with the fit's residual dof
             if offset_se > 0 or sigma_se > 0:
                 table.add_row(f"drift per {unit}", f"offset {offset:+.3g}, σa {sigma:+.2%}",
-                              f"SE {offset_se:.2g}, {sigma_se:.2%}", span)
+                              f"offset [{offset - half * offset_se:+.3g}, {offset + half * offset_se:+.3g}], "
+                              f"σa [{sigma - half * sigma_se:+.2%}, {sigma + half * sigma_se:+.2%}]",
+                              f"{span}, {drift.dof} dof" if drift.dof else span)
     print_wide(stdout, table)
     checks = Table(title="diagnostics")
     for column in ("check", "status", "detail"):
@@ -136,11 +139,11 @@ def check_profile(
                    "network": None if network is None else network.to_dict()})
     else:
         table = Table(title=f"profile {profile} vs device {device}")
-        for column in ("quantity", "profile", "now", "|z| (max)", "ok"):
+        for column in ("quantity", "profile", "now", "|z| (max)", "ok", "note"):
             table.add_column(column)
         for item in items:
             table.add_row(item.name, f"{item.profile:.5g}", f"{item.measured:.5g}", f"{abs(item.z):.1f}",
-                          "[green]yes[/]" if item.ok else "[red]no[/]")
+                          "[green]yes[/]" if item.ok else "[red]no[/]", item.note)
         print_wide(stdout, table)
         if network is not None:
             stdout.print(f"network {checkpoint}: device {network.device.mean:.2%} ± {network.device.std:.2%}, "

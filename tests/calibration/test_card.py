@@ -9,9 +9,9 @@ import pytest
 
 from hil.backends.device.emulator import EmulatorConfig
 from hil.backends.device.emulator.model import AnalogArray
-from hil.calibration.card import quantised_normal
+from hil.calibration.card import DRIFT_T, Drift, _adc_jacobian, quantised_normal
 from hil.calibration.design import CalibrationDesign
-from hil.calibration.job import calibrate
+from hil.calibration.job import calibrate, check
 from hil.calibration.profile import read_profile, write_profile
 from hil.errors import ConfigError
 
@@ -35,6 +35,33 @@ def test_quantised_normal_is_unbiased_below_one_adc_step() -> None:
         sheppard.append(np.sqrt(max(values.var() - lsb**2 / 12, 0)))
     assert max(abs(e - sigma) for e in estimates) < 0.02
     assert max(abs(s - sigma) for s in sheppard) > 0.05  # the correction it replaces is off here
+
+
+def test_adc_jacobian_matches_sampling_and_is_the_identity_without_quantisation() -> None:
+    offsets, sigma2 = np.array([0.0, 0.02, -0.03, 0.05]), np.full(4, 0.4**2)
+    fine = _adc_jacobian(offsets, sigma2, lsb=1e-3)
+    assert fine == pytest.approx(np.array([[1.0, 0.0], [0.0, 2 * 0.16]]), abs=2e-3)
+    coarse = _adc_jacobian(offsets, sigma2, lsb=1.0)  # σ 0.4 LSB near a code: the mean moves < 1:1
+    assert 0.85 < coarse[0, 0] < 0.98 and coarse[1, 1] > 1.1 * 2 * 0.16
+    rng = np.random.default_rng(1)
+    noise = rng.standard_normal((400_000, 4))
+
+    def read(shift: float, factor: float) -> np.ndarray:
+        codes = np.rint(offsets + shift + factor * 0.4 * noise)
+        return np.array([codes.mean(), codes.var(axis=0).mean()])
+
+    sampled = np.column_stack([(read(0.05, 1) - read(-0.05, 1)) / 0.1, (read(0, 1.05) - read(0, 0.95)) / 0.1])
+    assert sampled == pytest.approx(coarse, abs=0.03)
+
+
+def test_drift_threshold_follows_the_fits_degrees_of_freedom() -> None:
+    slope = dict(reference=25.0, span=0.0, offset_per_kelvin=0.0, offset_se=0.0, sigma_add_per_kelvin=0.0,
+                 sigma_add_se=0.0, duration=1.0, offset_per_second=3.5, offset_per_second_se=1.0)
+    assert Drift(**slope).shown_in_time  # no dof kept: |t| 3.5 > 3
+    short = Drift(**slope, dof=8)
+    assert short.critical() == pytest.approx(4.3, abs=0.05) and not short.shown_in_time
+    assert short.critical(0.025) == pytest.approx(2.306, abs=1e-3)  # the 95 % interval's t
+    assert Drift(**slope, dof=10_000).critical() == pytest.approx(DRIFT_T, abs=0.01)
 
 
 def test_card_of_uniform_columns_finds_no_difference_and_the_true_sigmas(tmp_path) -> None:  # noqa: ANN001
@@ -64,6 +91,42 @@ def test_card_records_offset_drift_with_temperature(tmp_path) -> None:  # noqa: 
     assert drift is not None and drift.shown and drift.span > 10
     assert drift.offset_per_kelvin == pytest.approx(0.002, rel=0.05)
     assert drift.sigma_add_per_kelvin > 5 * drift.sigma_add_se
+    # the emulator's σa = 0.05 (1 + 0.05 (T − 25)): at the run's middle, and relative to it there
+    warm = drift.reference - 25
+    assert drift.sigma_add_per_kelvin == pytest.approx(0.05 / (1 + 0.05 * warm), rel=0.15)
+    card = result.profile.noise_card()
+    assert card.sigma_add.pooled == pytest.approx(0.05 * (1 + 0.05 * warm), rel=0.03)  # not the run-pooled value
+    assert result.fit.sigma_add.value > 1.08 * card.sigma_add.pooled  # which a 56 K heating spreads wide
+
+
+def test_check_carries_the_profile_to_the_devices_temperature_by_its_drift(tmp_path) -> None:  # noqa: ANN001
+    heating = "heating = 0.3\noffset_drift = 0.002\ndrift_per_kelvin = 0.05\n"
+    result, path = _calibrated(tmp_path, heating)
+    items, fresh = check("sim", result.profile, samples=2000, emulator_config=str(path))  # a shorter run: cooler
+    named = {item.name: item for item in items}
+    assert all(item.ok for item in items), items
+    assert "moved" in named["sigma_add"].note and "moved" in named["offset (columns outside)"].note
+    assert {"drift offset per K", "drift σa per K"} <= set(named)
+    old = result.profile.estimates["sigma_add"]
+    unmoved = (fresh.fit.sigma_add.value - old["value"]) / np.hypot(fresh.fit.sigma_add.se, old["se"])
+    assert unmoved < -4  # compared as it was, the same chip at another temperature failed the check
+    steadier = tmp_path / "steadier.toml"  # σa no longer moves with temperature
+    steadier.write_text(DEVICE + heating.replace("drift_per_kelvin = 0.05", "drift_per_kelvin = 0"))
+    items, _ = check("sim", result.profile, samples=2000, emulator_config=str(steadier))
+    changed = {item.name: item for item in items}["drift σa per K"]
+    assert not changed.ok and abs(changed.measured) < 0.3 * changed.profile
+
+
+def test_check_flags_a_time_drift_the_profile_did_not_have(tmp_path) -> None:  # noqa: ANN001
+    steady, _ = _calibrated(tmp_path)
+    assert steady.profile.noise_card().drift is None
+    drifting = tmp_path / "drifting.toml"
+    drifting.write_text(DEVICE + "offset_drift_per_s = 0.5\n")
+    items, _ = check("sim", steady.profile, samples=2000, emulator_config=str(drifting))
+    named = {item.name: item for item in items}
+    assert named["drift offset per s"].profile == 0.0 and not named["drift offset per s"].ok
+    items, _ = check("sim", steady.profile, samples=2000, emulator_config=str(tmp_path / "device.toml"))
+    assert all(item.ok for item in items), items
 
 
 def test_card_records_drift_with_time_at_a_steady_temperature(tmp_path) -> None:  # noqa: ANN001
@@ -74,6 +137,8 @@ def test_card_records_drift_with_time_at_a_steady_temperature(tmp_path) -> None:
     assert drift.offset_per_second > 10 * drift.offset_per_second_se
     # relative to σa at the run's middle, a little after power-up: 5 / (1 + 5 t) < 5, within a fit through the ADC
     assert 3.0 < drift.sigma_add_per_second < 7.0 and drift.sigma_add_per_second > 5 * drift.sigma_add_per_second_se
+    runs = len(np.unique(result.measurement.order[0]))
+    assert drift.dof == runs - 2  # intercept and the time slope (the temperature never moved)
     again = read_profile(write_profile(result.profile, tmp_path / "profile.toml")).noise_card().drift
     assert again == drift
     assert drift.at(elapsed=2.0) == pytest.approx((2.0 * drift.offset_per_second,
@@ -91,12 +156,18 @@ def test_a_card_written_before_time_drift_reads_with_none(tmp_path) -> None:  # 
     result, _ = _calibrated(tmp_path, "heating = 0.3\noffset_drift = 0.002\n")
     data = result.profile.to_dict()
     for key in ("duration", "offset_per_second", "offset_per_second_se", "sigma_add_per_second",
-                "sigma_add_per_second_se"):
+                "sigma_add_per_second_se", "dof"):
         del data["card"]["drift"][key]
     path = tmp_path / "old.json"
     path.write_text(json.dumps(data))
     drift = read_profile(path).noise_card().drift
     assert drift is not None and drift.offset_per_second == 0.0 and drift.duration == 0.0 and not drift.shown_in_time
+    assert drift.dof == 0 and drift.critical() == pytest.approx(DRIFT_T)  # unknown dof: the normal threshold
+    data["card"]["drift"]["dof"] = 2.5
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="card.drift.dof must be an integer ≥ 0"):
+        read_profile(path)
+    data["card"]["drift"]["dof"] = 8
     data["card"]["drift"]["offset_per_second_se"] = -1.0
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="card.drift.offset_per_second_se must be ≥ 0"):
