@@ -68,6 +68,7 @@ class TwinBackend:
                   "sigma_add": list(card.sigma_add.shrunk) if per_column else [card.sigma_add.pooled] * card.cols,
                   "sigma_mul": list(card.sigma_mul.shrunk) if per_column else [card.sigma_mul.pooled] * card.cols}
         true_offset = values["offset"]
+        _warn_if_without_drift(card.drift, temperature, elapsed)
         if (temperature is not None or elapsed is not None) and card.drift is not None:
             shift, factor = card.drift.at(temperature, elapsed)
             true_offset = [o + shift for o in values["offset"]]
@@ -274,3 +275,19 @@ def create_twin_backend(spec: BackendSpec) -> TwinBackend:
     return TwinBackend(card, on, spec.seed, None if layers is None else frozenset(layers),
                        correct=spec.option("correct", True), per_column=spec.option("per_column", True),
                        temperature=spec.option("temperature"), elapsed=spec.option("elapsed"))
+
+
+def _warn_if_without_drift(drift: Any, temperature: float | None, elapsed: float | None) -> None:
+    """Warn when ``#temperature=`` or ``#elapsed=`` asks for a drift the card does not have (they would do nothing)."""
+    import warnings
+
+    missing = []
+    if temperature is not None and (drift is None or drift.span <= 0):
+        missing.append("temperature")
+    if elapsed is not None and (drift is None or not (drift.offset_per_second_se > 0
+                                                      or drift.sigma_add_per_second_se > 0)):
+        missing.append("time")
+    if missing:
+        warnings.warn(f"twin: the card has no drift with {' or '.join(missing)} (its calibration saw none), so "
+                      f"#{'/'.join('elapsed' if m == 'time' else m for m in missing)}= changes nothing; calibrate "
+                      f"over a run where the device drifts to reproduce it", RuntimeWarning, stacklevel=3)

@@ -1,4 +1,4 @@
-"""The ``hil`` app: the error policy (one red line, exit 1), the root options, and the verbs.
+"""The ``hil`` app: the error policy (one red line, exit 1; warnings one yellow line), the root options, the verbs.
 
 Each verb lives in the module of its group and imports torch only inside its body, so
 ``hil --help`` stays fast.
@@ -7,6 +7,7 @@ Each verb lives in the module of its group and imports torch only inside its bod
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
@@ -22,12 +23,18 @@ from hil.errors import HilError
 
 
 def _debug_requested(ctx: typer.Context) -> bool:
-    return bool((ctx.obj or {}).get("debug")) or os.environ.get("HIL_DEBUG") == "1"
+    return (bool((ctx.obj or {}).get("debug")) or bool(ctx.params.get("debug"))  # params: before the root ran
+            or os.environ.get("HIL_DEBUG") == "1")
 
 
 def _one_line(message: str) -> NoReturn:
     stderr.print(Text(f"error: {' '.join(message.split())}", style="bold red"))
     raise typer.Exit(1)
+
+
+def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """Show a warning as one line on stderr (``--debug`` keeps Python's file:line form)."""
+    stderr.print(Text(f"warning: {' '.join(str(message).split())}", style="yellow"))
 
 
 @contextmanager
@@ -56,7 +63,9 @@ class HilGroup(TyperGroup):
 
     def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # typer's Context subclasses click's
         try:
-            with _usage_errors_as_one_line():  # a sub-command's flags, an unknown sub-command
+            with _usage_errors_as_one_line(), warnings.catch_warnings():  # a sub-command's flags, an unknown one
+                if not _debug_requested(ctx):
+                    warnings.showwarning = _warning_line
                 return super().invoke(ctx)
         except HilError as error:
             if _debug_requested(ctx):

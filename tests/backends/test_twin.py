@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
@@ -229,3 +230,18 @@ def test_twin_reproduces_the_card_drift_after_some_time(calibrated) -> None:  # 
     # 100 s later: offsets moved by 0.1 device units (uncorrected, since the card's offsets are stale), σa × 1.2
     assert errors[100.0].mean() > errors[None].mean() + 0.5 * abs(errors[None]).mean()
     assert errors[100.0].std() > errors[None].std()
+
+
+def test_twin_warns_when_asked_for_a_drift_its_card_lacks(calibrated) -> None:  # noqa: ANN001
+    steady = dataclasses.replace(calibrated[2].noise_card(), drift=None)
+    with pytest.warns(RuntimeWarning, match="no drift with time .* #elapsed= changes nothing"):
+        TwinBackend(steady, elapsed=3600.0)
+    in_time_only = dataclasses.replace(steady, drift=Drift(
+        reference=25.0, span=0.0, offset_per_kelvin=0.0, offset_se=0.0, sigma_add_per_kelvin=0.0, sigma_add_se=0.0,
+        duration=1.0, offset_per_second=0.001, offset_per_second_se=1e-5))
+    with pytest.warns(RuntimeWarning, match="no drift with temperature"):
+        TwinBackend(in_time_only, temperature=40.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TwinBackend(in_time_only, elapsed=3600.0)  # what the card has: no warning
+        TwinBackend(steady)

@@ -155,3 +155,22 @@ def test_gain_and_offset_are_corrected_by_the_device_backend(tmp_path: Path) -> 
         backend = DeviceBackend(AmvmDriver(LoopbackTransport(emulator), timeout=0.5), correction=fix)
         errors.append((backend.linear(x, w, None, SiteCall(1, "1:fc1", "linear")) - exact).abs().mean().item())
     assert errors[1] < errors[0] / 5, errors
+
+
+def test_twin_asked_for_a_drift_its_card_lacks_warns_in_one_line(tmp_path: Path) -> None:
+    from hil.calibration.profile import read_profile
+    from hil.config import TrainConfig
+    from hil.training import train
+
+    device, profile = tmp_path / "device.toml", tmp_path / "p.toml"
+    device.write_text(DEVICE.replace("seed = 7", "seed = 2"))  # a steady run (seed 7 records σa drift by chance)
+    assert runner.invoke(app, ["calibrate", "--device", "sim", "--config", str(device), "--out", str(profile),
+                               "--samples", "4000"]).exit_code == 0
+    assert read_profile(profile).noise_card().drift is None
+    train(TrainConfig(model="mlp", dataset="digits", epochs=1), tmp_path / "mlp", keep_epochs=False)
+    result = runner.invoke(app, ["evaluate", "--checkpoint", str(tmp_path / "mlp"), "--backend",
+                                 f"twin:{profile}#elapsed=1h", "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning: twin: the card has no drift with time"), lines
+    assert json.loads(result.stdout)["accuracy"]["mean"] > 0
