@@ -553,11 +553,6 @@ def measure_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squar
     return fitted if drift.offset_se > 0 or drift.sigma_add_se > 0 or drift.shown_in_time else None
 
 
-def drift_of_run(measurement: Measurement, fit: CalibrationFit) -> DriftFit | None:
-    """`fit_drift` at the run's own per-column σa² (as the card is built, whether or not it records drift)."""
-    return fit_drift(measurement, fit, _per_column_sigmas(measurement, fit)[0])
-
-
 def build_card(measurement: Measurement, fit: CalibrationFit, capabilities: dict[str, Any], order: str) -> NoiseCard:
     """The noise card of one calibration run."""
     a, a_se, b, b_se = _per_column_sigmas(measurement, fit)

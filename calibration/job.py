@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from hil.calibration.card import Drift, NoiseCard, build_card, drift_of_run
+from hil.calibration.card import Drift, NoiseCard, build_card, fit_drift
 from hil.calibration.design import CalibrationDesign, realise
 from hil.calibration.diagnostics import Diagnostic, run_all
-from hil.calibration.estimate import CalibrationFit, Estimate, estimate, fisher, gamma_weights, variance_design
+from hil.calibration.estimate import CalibrationFit, estimate, fisher, gamma_weights, variance_design
 from hil.calibration.measure import Measurement, measure
 from hil.calibration.profile import CalibrationProfile, now
 from hil.errors import ConfigError
@@ -167,28 +167,22 @@ class _AtTemperature:
         return f"profile moved {self.kelvin:+.2g} K by the card's drift" if self.kelvin else ""
 
 
-def _at_middle(pooled: dict[str, Any] | Estimate, card: NoiseCard) -> dict[str, Any]:
+def _at_middle(value: float, se: float, card: NoiseCard) -> tuple[float, float]:
     """σa (value, se) at the run's middle: the card's where it records drift (a run-pooled σa reads high
     by what the drift spread over the run), the pooled estimate otherwise; the SE scaled alike."""
-    value, se = (pooled.value, pooled.se) if isinstance(pooled, Estimate) else (pooled["value"], pooled.get("se", 0.0))
     if card.drift is None or not value > 0:
-        return {"value": float(value), "se": float(se)}
-    return {"value": card.sigma_add.pooled, "se": float(se) * card.sigma_add.pooled / float(value)}
+        return value, se
+    return card.sigma_add.pooled, se * card.sigma_add.pooled / value
 
 
-def _compare(name: str, old: dict[str, Any], new: Estimate | dict[str, Any], threshold: float,
+def _compare(name: str, old: tuple[float, float], new: tuple[float, float], threshold: float,
              moved: _AtTemperature = _AtTemperature()) -> CheckItem:
-    value, old_se = float(old["value"]), float(old.get("se", 0.0))
-    if isinstance(new, dict):
-        new = Estimate.normal(float(new["value"]), float(new["se"]))
-    if name == "sigma_add":  # σa moves with temperature by the card's factor (σm does not drift on the card)
-        expected = value * moved.factor
-        se = math.hypot(old_se * moved.factor, value * moved.factor_se, new.se)
-        note = moved.note
-    else:
-        expected, se, note = value, math.hypot(old_se, new.se), ""
-    z = (new.value - expected) / se if se > 0 else 0.0
-    return CheckItem(name, expected, new.value, z, abs(z) <= threshold, note)
+    """(value, se) now against the profile's, moved by ``moved`` (σa's drift factor; identity otherwise)."""
+    (value, old_se), (now, new_se) = old, new
+    expected = value * moved.factor
+    se = math.hypot(old_se * moved.factor, value * moved.factor_se, new_se)
+    z = (now - expected) / se if se > 0 else 0.0
+    return CheckItem(name, expected, now, z, abs(z) <= threshold, moved.note)
 
 
 _DRIFT_SLOPES = (("offset per K", "offset_per_kelvin", "offset_se"),
@@ -204,10 +198,13 @@ def _drift_items(old: Drift | None, fresh: Calibration, threshold: float) -> lis
     t quantile of the normal tail beyond ``threshold``, with both fits' residual dof (their few runs make
     the SEs rough: 16 dof give 5.3 for a threshold of 4). A card without drift counts as slopes of 0.
     """
-    fitted = drift_of_run(fresh.measurement, fresh.fit)
-    if fitted is None:
-        return []
-    new = fitted.drift
+    card = fresh.profile.noise_card()
+    new = card.drift  # recorded: the fit itself; else fitted at the card's σa², which is then the run's own
+    if new is None:
+        fitted = fit_drift(fresh.measurement, fresh.fit, np.square(np.asarray(card.sigma_add.raw)))
+        if fitted is None:
+            return []
+        new = fitted.drift
     pooled_dof = new.dof + (old.dof if old is not None and new.dof else 0)  # both fits' residuals count
     bound = max(threshold, replace(new, dof=pooled_dof).critical(float(stats.norm.sf(threshold))))
     items = []
@@ -244,9 +241,12 @@ def check(address: str, profile: CalibrationProfile, *, samples: int = 2000, thr
     drift = card.drift
     moved = _AtTemperature.of(drift, float(np.mean(fresh.measurement.temperatures))
                               if len(fresh.measurement.temperatures) else math.nan)
-    items = [_compare("sigma_add", _at_middle(profile.estimates["sigma_add"], card),
-                      _at_middle(fresh.fit.sigma_add, fresh.profile.noise_card()), threshold, moved),
-             _compare("sigma_mul", profile.estimates["sigma_mul"], fresh.fit.sigma_mul, threshold)]
+    old_sigma_add, old_sigma_mul = profile.estimates["sigma_add"], profile.estimates["sigma_mul"]
+    items = [_compare("sigma_add", _at_middle(float(old_sigma_add["value"]), float(old_sigma_add.get("se", 0.0)), card),
+                      _at_middle(fresh.fit.sigma_add.value, fresh.fit.sigma_add.se, fresh.profile.noise_card()),
+                      threshold, moved),
+             _compare("sigma_mul", (float(old_sigma_mul["value"]), float(old_sigma_mul.get("se", 0.0))),
+                      (fresh.fit.sigma_mul.value, fresh.fit.sigma_mul.se), threshold)]
     for name, new, new_se in (("gain", fresh.fit.columns.gain, fresh.fit.columns.gain_se),
                               ("offset", fresh.fit.columns.offset, fresh.fit.columns.offset_se)):
         old = np.asarray(profile.estimates[name]["values"], dtype=float)
