@@ -127,6 +127,11 @@ class Drift:
         sigma_add_per_second_se: Its standard error.
         dof: Residual degrees of freedom of the fit (runs less fitted terms; 0 in cards written before it
             was kept: the normal `DRIFT_T` then stands in for the t quantile).
+        middle: Seconds from the start of the measurement to its mean time, where the card's values hold
+            (cards written before it was kept read ``duration / 2``).
+        uptime: The device's own clock there, s (0: the device reports no running clock). With it a
+            later run can tell how much longer the device has been up; without it only the run's own
+            seconds count.
     """
 
     reference: float
@@ -141,6 +146,8 @@ class Drift:
     sigma_add_per_second: float = 0.0
     sigma_add_per_second_se: float = 0.0
     dof: int = 0
+    middle: float = 0.0
+    uptime: float = 0.0
 
     def critical(self, tail: float = DRIFT_TAIL) -> float:
         """Two-sided critical |slope / se| for a one-sided ``tail`` (t with `dof`; normal when unknown).
@@ -196,8 +203,10 @@ class Drift:
                                     f"card.drift.{item.name}")
             for item in fields(cls) if item.name != "dof"}  # a field without a default is required
         values["dof"] = check_int(data.get("dof", 0), "card.drift.dof", low=0)
+        if "middle" not in data:
+            values["middle"] = values["duration"] / 2
         for key in ("span", "duration", "offset_se", "sigma_add_se", "offset_per_second_se",
-                    "sigma_add_per_second_se"):
+                    "sigma_add_per_second_se", "middle", "uptime"):
             if values[key] < 0:
                 raise ConfigError(f"card.drift.{key} must be ≥ 0, got {values[key]!r}")
         return cls(**values)
@@ -443,6 +452,18 @@ def _adc_jacobian(mean: np.ndarray, sigma_squared: np.ndarray, lsb: float) -> np
                             np.mean(by_sigma[0] - by_sigma[1], axis=1) / (2 * step)])
 
 
+def run_middle(measurement: Measurement) -> tuple[float, float]:
+    """When the zero level's runs were made, on average: (seconds from the measurement's start, device clock).
+
+    The device clock is 0 when the device reports none that runs (every RUN stamped alike, or none recorded).
+    """
+    runs = np.unique(measurement.order[0])
+    times, clock = measurement.times, measurement.clock
+    middle = float(times[runs].mean()) if len(times) > runs.max() else 0.0
+    ticking = len(clock) > runs.max() and float(np.ptp(clock)) > 0 and float(np.min(clock)) >= 0
+    return middle, float(clock[runs].mean()) if ticking else 0.0
+
+
 @dataclass(frozen=True)
 class _OverRun:
     """How a drift inflates a σa² pooled over the whole run against σa² at the run's middle.
@@ -510,6 +531,7 @@ def fit_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squared: 
     if keep.sum() < 3 or not conditions:
         return None
     regressors = [values[keep] - values[keep].mean() for values in conditions.values()]
+    middle, uptime = run_middle(measurement)
     fitted = _slopes(regressors, np.column_stack([means[keep], squares[keep]]))
     per: dict[str, tuple[float, float, float, float]] = {}  # condition → offset slope, se, σa slope, se
     over_run = _OverRun()
@@ -535,7 +557,8 @@ def fit_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squared: 
                   sigma_add_per_kelvin=kelvin[2], sigma_add_se=kelvin[3], duration=float(np.ptp(seconds)),
                   offset_per_second=second[0], offset_per_second_se=second[1],
                   sigma_add_per_second=second[2], sigma_add_per_second_se=second[3],
-                  dof=max(int(keep.sum()) - 1 - len(conditions), 0) if per else 0)
+                  dof=max(int(keep.sum()) - 1 - len(conditions), 0) if per else 0,
+                  middle=max(middle, 0.0), uptime=uptime)
     return DriftFit(drift, over_run)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from hil.calibration.card import Drift, NoiseCard, build_card, fit_drift
+from hil.calibration.card import Drift, NoiseCard, build_card, fit_drift, run_middle
 from hil.calibration.design import CalibrationDesign, realise
 from hil.calibration.diagnostics import Diagnostic, run_all
 from hil.calibration.estimate import CalibrationFit, estimate, fisher, gamma_weights, variance_design
@@ -145,26 +145,59 @@ class CheckItem:
 
 
 @dataclass(frozen=True)
-class _AtTemperature:
-    """What the card's per-kelvin drift predicts at the check's temperature: shift, factor and their SEs."""
+class _Moved:
+    """What the card's drift predicts for the check's run: offset shift, σa factor, their SEs and why.
+
+    Attributes:
+        kelvin: The check's temperature less the card's (0: not moved in temperature).
+        seconds: How much later the check's run is than the card's, s (0: not moved in time).
+        shift: Offset shift, with ``shift_se``.
+        shift_se: Its SE.
+        factor: σa factor, with ``factor_se``.
+        factor_se: Its SE (the per-kelvin and per-second slopes' SEs combined as if independent).
+        note: What was moved, or what was not and why.
+    """
 
     kelvin: float = 0.0
+    seconds: float = 0.0
     shift: float = 0.0
     shift_se: float = 0.0
     factor: float = 1.0
     factor_se: float = 0.0
+    note: str = ""
 
     @classmethod
-    def of(cls, drift: Drift | None, temperature: float) -> _AtTemperature:
-        if drift is None or drift.span <= 0 or not math.isfinite(temperature):
+    def of(cls, drift: Drift | None, temperature: float, middle: float, uptime: float) -> _Moved:
+        """From the card's drift to the check's run at ``temperature``, its ``middle`` and device ``uptime``.
+
+        Time is counted on the device's clock when both runs have one (a device up for an hour longer has
+        drifted an hour longer), else in seconds into each run. A straight line fitted over a run is carried
+        at most one run length (``drift.duration``) from its middle; further, time drift is not moved and
+        the note says so.
+        """
+        if drift is None:
             return cls()
-        kelvin = temperature - drift.reference
-        shift, factor = drift.at(temperature=temperature)
-        return cls(kelvin, shift, abs(kelvin) * drift.offset_se, factor, abs(kelvin) * drift.sigma_add_se)
+        kelvin = temperature - drift.reference if drift.span > 0 and math.isfinite(temperature) else 0.0
+        seconds, notes = 0.0, []
+        if drift.duration > 0 and (drift.offset_per_second_se > 0 or drift.sigma_add_per_second_se > 0):
+            on_clock = drift.uptime > 0 and uptime > 0
+            later = uptime - drift.uptime if on_clock else middle - drift.middle
+            if abs(later) <= drift.duration:
+                seconds = later
+            else:
+                notes.append(f"time drift not carried {later:+.3g} s (the card's line spans {drift.duration:.3g} s)")
+        shift, factor = drift.at(temperature=drift.reference + kelvin, elapsed=seconds)
+        moved = [f"{value:+.2g} {unit}" for value, unit in ((kelvin, "K"), (seconds, "s")) if value]
+        if moved:
+            notes.insert(0, f"profile moved {' '.join(moved)} by the card's drift")
+        return cls(kelvin, seconds, shift, math.hypot(kelvin * drift.offset_se, seconds * drift.offset_per_second_se),
+                   factor, math.hypot(kelvin * drift.sigma_add_se, seconds * drift.sigma_add_per_second_se),
+                   "; ".join(notes))
 
     @property
-    def note(self) -> str:
-        return f"profile moved {self.kelvin:+.2g} K by the card's drift" if self.kelvin else ""
+    def any(self) -> bool:
+        """True when the profile was moved at all."""
+        return bool(self.kelvin or self.seconds)
 
 
 def _at_middle(value: float, se: float, card: NoiseCard) -> tuple[float, float]:
@@ -176,7 +209,7 @@ def _at_middle(value: float, se: float, card: NoiseCard) -> tuple[float, float]:
 
 
 def _compare(name: str, old: tuple[float, float], new: tuple[float, float], threshold: float,
-             moved: _AtTemperature = _AtTemperature()) -> CheckItem:
+             moved: _Moved = _Moved()) -> CheckItem:
     """(value, se) now against the profile's, moved by ``moved`` (σa's drift factor; identity otherwise)."""
     (value, old_se), (now, new_se) = old, new
     expected = value * moved.factor
@@ -191,12 +224,15 @@ _DRIFT_SLOPES = (("offset per K", "offset_per_kelvin", "offset_se"),
                  ("σa per s", "sigma_add_per_second", "sigma_add_per_second_se"))
 
 
-def _drift_items(old: Drift | None, fresh: Calibration, threshold: float) -> list[CheckItem]:
+def _drift_items(old: Drift | None, fresh: Calibration, threshold: float, moved: _Moved = _Moved()
+                 ) -> list[CheckItem]:
     """The card's drift slopes against the fresh run's: a drift that appeared, went away or changed rate.
 
     A slope the fresh run could not measure (its temperature held still) is left out. The bound is the
     t quantile of the normal tail beyond ``threshold``, with both fits' residual dof (their few runs make
     the SEs rough: 16 dof give 5.3 for a threshold of 4). A card without drift counts as slopes of 0.
+    σa's slopes are relative to σa, so where ``moved`` carried the profile's σa by a factor the card's
+    relative slopes are divided by it (the same line, read against σa at the check's run).
     """
     card = fresh.profile.noise_card()
     new = card.drift  # recorded: the fit itself; else fitted at the card's σa², which is then the run's own
@@ -214,11 +250,10 @@ def _drift_items(old: Drift | None, fresh: Calibration, threshold: float) -> lis
             continue
         old_value, old_se = (getattr(old, key), getattr(old, se_key)) if old is not None else (0.0, 0.0)
         note = ""
-        if key == "sigma_add_per_kelvin" and old is not None and old.span > 0 and new.reference != old.reference:
-            # a relative slope: σa's own slope per kelvin over σa, which is another σa at another temperature
-            factor = max(old.at(temperature=new.reference)[1], 1e-6)
+        if key.startswith("sigma_add") and moved.any:
+            factor = max(moved.factor, 1e-6)
             old_value, old_se = old_value / factor, old_se / factor
-            note = f"relative to σa at {new.reference:.3g} °C"
+            note = "relative to σa at the check's run"
         z = (new_value - old_value) / math.hypot(old_se, new_se)
         items.append(CheckItem(f"drift {label}", old_value, new_value, z, abs(z) <= bound, note))
     return items
@@ -232,15 +267,17 @@ def check(address: str, profile: CalibrationProfile, *, samples: int = 2000, thr
     columns outside that bound must stay below 1 % (plus what chance allows for a few columns). Where the
     card has drift with temperature and the device is at another temperature now, the profile's σa and
     offsets are first moved there by the card's slopes (their SEs carried along), so a chip that is only
-    warmer, as the card predicts, still matches. Time drift is not extrapolated (hours between runs are
-    beyond a straight line fitted over a run), but its slopes, like the per-kelvin ones, are compared with
-    the fresh run's (`_drift_items`).
+    warmer, as the card predicts, still matches. Time drift moves them too, by how much later the check's
+    run is (on the device's clock when it reports one, else seconds into each run), up to one card run
+    length: a check run shorter or longer than the calibration's, on a chip drifting since power-up, still
+    matches; hours later it is beyond the card's straight line and not moved (`_Moved`). The drift slopes
+    themselves are compared with the fresh run's (`_drift_items`).
     """
     fresh = calibrate(address, CalibrationDesign(samples=samples), timeout=timeout, emulator_config=emulator_config)
     card = profile.noise_card()
     drift = card.drift
-    moved = _AtTemperature.of(drift, float(np.mean(fresh.measurement.temperatures))
-                              if len(fresh.measurement.temperatures) else math.nan)
+    moved = _Moved.of(drift, float(np.mean(fresh.measurement.temperatures))
+                      if len(fresh.measurement.temperatures) else math.nan, *run_middle(fresh.measurement))
     old_sigma_add, old_sigma_mul = profile.estimates["sigma_add"], profile.estimates["sigma_mul"]
     items = [_compare("sigma_add", _at_middle(float(old_sigma_add["value"]), float(old_sigma_add.get("se", 0.0)), card),
                       _at_middle(fresh.fit.sigma_add.value, fresh.fit.sigma_add.se, fresh.profile.noise_card()),
@@ -254,14 +291,13 @@ def check(address: str, profile: CalibrationProfile, *, samples: int = 2000, thr
         if len(old) != len(new):
             raise ConfigError(f"the profile has {len(old)} columns but the device has {len(new)}: "
                               f"it is another device; calibrate it")
-        shifted = name == "offset" and moved.kelvin != 0
-        if shifted:
+        if name == "offset" and moved.any:
             old, old_se = old + moved.shift, np.hypot(old_se, moved.shift_se)
         z = (new - old) / np.hypot(old_se, new_se)
         outside = float(np.mean(np.abs(z) > threshold))
         items.append(CheckItem(f"{name} (columns outside)", 0.0, outside, float(np.max(np.abs(z))),
-                               outside <= 0.01 + 3 / len(z), moved.note if shifted else ""))
-    return items + _drift_items(drift, fresh, threshold), fresh
+                               outside <= 0.01 + 3 / len(z), moved.note if name == "offset" else ""))
+    return items + _drift_items(drift, fresh, threshold, moved), fresh
 
 
 def default_out(path: str | os.PathLike[str] | None) -> Path:

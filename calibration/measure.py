@@ -27,6 +27,8 @@ class Measurement:
         temperatures: Device temperature of each RUN, in run order.
         times: Host seconds from the start of the measurement to each RUN's reply, in run order (any driver
             has a clock here, whatever its devices report); empty when not recorded.
+        clock: The device's own clock (the RUN reply's timestamp, s) at each RUN, in run order; empty when
+            not recorded. It tells how long a device had been up, which the host's clock cannot.
         lsb: One ADC step in dot-product units (full_scale / adc_max).
         identity: Device identity.
         seconds: Device time used.
@@ -44,6 +46,7 @@ class Measurement:
     saturated: tuple[int, ...] = ()
     vectors: tuple[int, ...] = ()
     times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    clock: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def z(self) -> np.ndarray:
@@ -91,6 +94,7 @@ def measure(driver: Driver, plan: Plan, *, budget_s: float | None = None,
     order: list[list[np.ndarray]] = [[] for _ in plan.levels]
     temperatures: list[float] = []
     times: list[float] = []
+    clock: list[float] = []
     saturated = [0] * len(plan.levels)
     sent = [0] * len(plan.levels)
     run_index = 0
@@ -108,6 +112,7 @@ def measure(driver: Driver, plan: Plan, *, budget_s: float | None = None,
                 order[level_index].append(np.full(len(values), run_index))
                 temperatures.append(reply.temperature)
                 times.append(time.monotonic() - started)
+                clock.append(reply.timestamp)
                 saturated[level_index] += int(reply.saturated.sum())
                 sent[level_index] += vectors
                 run_index += 1
@@ -117,4 +122,5 @@ def measure(driver: Driver, plan: Plan, *, budget_s: float | None = None,
                     progress(done, total)
     return Measurement(plan, tuple(np.concatenate(c) for c in collected), tuple(np.concatenate(o) for o in order),
                        np.array(temperatures), lsb, driver.identity,
-                       time.monotonic() - started, tuple(saturated), tuple(sent), np.array(times))
+                       time.monotonic() - started, tuple(saturated), tuple(sent), np.array(times),
+                       np.array(clock))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from hil.backends.device.emulator import EmulatorConfig
 from hil.backends.device.emulator.model import AnalogArray
 from hil.calibration.card import DRIFT_T, Drift, _adc_jacobian, quantised_normal
 from hil.calibration.design import CalibrationDesign
-from hil.calibration.job import calibrate, check
+from hil.calibration.job import _Moved, calibrate, check
 from hil.calibration.profile import read_profile, write_profile
 from hil.errors import ConfigError
 
@@ -129,6 +130,35 @@ def test_check_flags_a_time_drift_the_profile_did_not_have(tmp_path) -> None:  #
     assert all(item.ok for item in items), items
 
 
+def test_check_carries_a_time_drift_to_a_run_of_another_length(tmp_path) -> None:  # noqa: ANN001
+    result, path = _calibrated(tmp_path, "offset_drift_per_s = 0.5\nsigma_add_drift_per_s = 5\n")
+    drift = result.profile.noise_card().drift
+    assert drift is not None and drift.shown_in_time and 0 < drift.middle < drift.duration and drift.uptime > 0
+    items, fresh = check("sim", result.profile, samples=2000, emulator_config=str(path))  # a fifth as long
+    named = {item.name: item for item in items}
+    assert all(item.ok for item in items), items
+    assert "-0.0" in named["sigma_add"].note and " s by the card's drift" in named["sigma_add"].note
+    assert "s by the card's drift" in named["offset (columns outside)"].note
+    assert named["drift σa per s"].note == "relative to σa at the check's run"
+    # compared as it was, σa at the short run's middle (less time since power-up) read low and failed
+    old, new = result.profile.noise_card().sigma_add.pooled, fresh.profile.noise_card().sigma_add.pooled
+    assert (new - old) / np.hypot(result.fit.sigma_add.se, fresh.fit.sigma_add.se) < -4
+
+
+def test_time_drift_is_carried_on_the_device_clock_and_at_most_one_run_length() -> None:
+    drift = Drift(reference=25.0, span=0.0, offset_per_kelvin=0.0, offset_se=0.0, sigma_add_per_kelvin=0.0,
+                  sigma_add_se=0.0, duration=10.0, offset_per_second=0.01, offset_per_second_se=0.001,
+                  sigma_add_per_second=0.02, sigma_add_per_second_se=0.002, dof=8, middle=5.0, uptime=100.0)
+    later = _Moved.of(drift, 25.0, middle=2.0, uptime=104.0)  # up 4 s longer, though 3 s earlier into its run
+    assert later.seconds == 4.0 and later.shift == pytest.approx(0.04) and later.factor == pytest.approx(1.08)
+    assert later.shift_se == pytest.approx(0.004) and later.factor_se == pytest.approx(0.008)
+    assert _Moved.of(drift, 25.0, middle=2.0, uptime=0.0).seconds == -3.0  # no device clock: into each run
+    hours = _Moved.of(drift, 25.0, middle=5.0, uptime=3700.0)
+    assert hours.seconds == 0.0 and hours.factor == 1.0 and not hours.any
+    assert "time drift not carried +3.6e+03 s" in hours.note
+    assert _Moved.of(replace(drift, offset_per_second_se=0.0, sigma_add_per_second_se=0.0), 25.0, 2.0, 104.0) == _Moved()
+
+
 def test_card_records_drift_with_time_at_a_steady_temperature(tmp_path) -> None:  # noqa: ANN001
     result, path = _calibrated(tmp_path, "offset_drift_per_s = 0.5\nsigma_add_drift_per_s = 5\n")
     drift = result.profile.noise_card().drift
@@ -156,13 +186,14 @@ def test_a_card_written_before_time_drift_reads_with_none(tmp_path) -> None:  # 
     result, _ = _calibrated(tmp_path, "heating = 0.3\noffset_drift = 0.002\n")
     data = result.profile.to_dict()
     for key in ("duration", "offset_per_second", "offset_per_second_se", "sigma_add_per_second",
-                "sigma_add_per_second_se", "dof"):
+                "sigma_add_per_second_se", "dof", "middle", "uptime"):
         del data["card"]["drift"][key]
     path = tmp_path / "old.json"
     path.write_text(json.dumps(data))
     drift = read_profile(path).noise_card().drift
     assert drift is not None and drift.offset_per_second == 0.0 and drift.duration == 0.0 and not drift.shown_in_time
     assert drift.dof == 0 and drift.critical() == pytest.approx(DRIFT_T)  # unknown dof: the normal threshold
+    assert drift.uptime == 0.0 and drift.middle == 0.0  # half of a duration of 0
     data["card"]["drift"]["dof"] = 2.5
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="card.drift.dof must be an integer ≥ 0"):
