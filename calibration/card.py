@@ -460,8 +460,11 @@ def run_middle(measurement: Measurement) -> tuple[float, float]:
     runs = np.unique(measurement.order[0])
     times, clock = measurement.times, measurement.clock
     middle = float(times[runs].mean()) if len(times) > runs.max() else 0.0
-    ticking = len(clock) > runs.max() and float(np.ptp(clock)) > 0 and float(np.min(clock)) >= 0
-    return middle, float(clock[runs].mean()) if ticking else 0.0
+    ticking = (len(clock) > runs.max() and bool(np.all(np.isfinite(clock))) and float(np.ptp(clock)) > 0
+               and float(np.min(clock)) >= 0)  # a peer's timestamps: NaN, negative or frozen mean no clock
+    with np.errstate(over="ignore", invalid="ignore"):
+        uptime = float(clock[runs].mean()) if ticking else 0.0
+    return middle, uptime if math.isfinite(uptime) else 0.0
 
 
 @dataclass(frozen=True)

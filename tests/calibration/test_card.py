@@ -10,7 +10,7 @@ import pytest
 
 from hil.backends.device.emulator import EmulatorConfig
 from hil.backends.device.emulator.model import AnalogArray
-from hil.calibration.card import DRIFT_T, Drift, _adc_jacobian, quantised_normal
+from hil.calibration.card import DRIFT_T, Drift, _adc_jacobian, quantised_normal, run_middle
 from hil.calibration.design import CalibrationDesign
 from hil.calibration.job import _Moved, calibrate, check
 from hil.calibration.profile import read_profile, write_profile
@@ -143,6 +143,10 @@ def test_check_carries_a_time_drift_to_a_run_of_another_length(tmp_path) -> None
     # compared as it was, σa at the short run's middle (less time since power-up) read low and failed
     old, new = result.profile.noise_card().sigma_add.pooled, fresh.profile.noise_card().sigma_add.pooled
     assert (new - old) / np.hypot(result.fit.sigma_add.se, fresh.fit.sigma_add.se) < -4
+    clock = result.measurement.clock
+    assert run_middle(result.measurement)[1] == pytest.approx(drift.uptime)
+    for told in (np.full_like(clock, np.nan), -clock, np.zeros_like(clock), np.linspace(1e308, 1.7e308, len(clock))):
+        assert run_middle(replace(result.measurement, clock=told))[1] == 0.0  # a peer's clock that tells nothing
 
 
 def test_time_drift_is_carried_on_the_device_clock_and_at_most_one_run_length() -> None:
@@ -156,7 +160,8 @@ def test_time_drift_is_carried_on_the_device_clock_and_at_most_one_run_length() 
     hours = _Moved.of(drift, 25.0, middle=5.0, uptime=3700.0)
     assert hours.seconds == 0.0 and hours.factor == 1.0 and not hours.any
     assert "time drift not carried +3.6e+03 s" in hours.note
-    assert _Moved.of(replace(drift, offset_per_second_se=0.0, sigma_add_per_second_se=0.0), 25.0, 2.0, 104.0) == _Moved()
+    unmeasured = replace(drift, offset_per_second_se=0.0, sigma_add_per_second_se=0.0)
+    assert _Moved.of(unmeasured, 25.0, 2.0, 104.0) == _Moved()
 
 
 def test_card_records_drift_with_time_at_a_steady_temperature(tmp_path) -> None:  # noqa: ANN001
