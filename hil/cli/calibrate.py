@@ -84,11 +84,13 @@ def print_calibration(profile: Any) -> None:
     table.add_row("ADC quantisation", f"{est['quantisation_variance']:.3g}", "", "Δ²/12, subtracted from σa²")
     drift = profile.noise_card().drift
     if drift is not None:
+        up = f" (device up {drift.uptime:.3g} s at its middle)" if drift.uptime else ""
         for unit, span, slopes in (
                 ("K", f"over {drift.span:.3g} K", ((drift.offset_per_kelvin, drift.offset_se),
                                                    (drift.sigma_add_per_kelvin, drift.sigma_add_se))),
-                ("s", f"over {drift.duration:.3g} s", ((drift.offset_per_second, drift.offset_per_second_se),
-                                                       (drift.sigma_add_per_second, drift.sigma_add_per_second_se)))):
+                ("s", f"over {drift.duration:.3g} s{up}", ((drift.offset_per_second, drift.offset_per_second_se),
+                                                            (drift.sigma_add_per_second,
+                                                             drift.sigma_add_per_second_se)))):
             (offset, offset_se), (sigma, sigma_se) = slopes
             half = drift.critical(0.025)  # t with the fit's residual dof
             if offset_se > 0 or sigma_se > 0:
