@@ -68,7 +68,7 @@ class TwinBackend:
                   "sigma_add": list(card.sigma_add.shrunk) if per_column else [card.sigma_add.pooled] * card.cols,
                   "sigma_mul": list(card.sigma_mul.shrunk) if per_column else [card.sigma_mul.pooled] * card.cols}
         true_offset = values["offset"]
-        _warn_if_without_drift(card.drift, temperature, elapsed)
+        _warn_if_drift_cannot_say(card.drift, temperature, elapsed)
         if (temperature is not None or elapsed is not None) and card.drift is not None:
             shift, factor = card.drift.at(temperature, elapsed)
             true_offset = [o + shift for o in values["offset"]]
@@ -277,8 +277,10 @@ def create_twin_backend(spec: BackendSpec) -> TwinBackend:
                        temperature=spec.option("temperature"), elapsed=spec.option("elapsed"))
 
 
-def _warn_if_without_drift(drift: Any, temperature: float | None, elapsed: float | None) -> None:
-    """Warn when ``#temperature=`` or ``#elapsed=`` asks for a drift the card does not have (they would do nothing)."""
+def _warn_if_drift_cannot_say(drift: Any, temperature: float | None, elapsed: float | None) -> None:
+    """Warn when ``#temperature=`` or ``#elapsed=`` asks for a drift the card does not have (they would do
+    nothing), or ``#elapsed=`` reaches further than the card's straight line was fitted over (one run length:
+    where `hil.calibration.job.check` stops carrying it)."""
     import warnings
 
     missing = []
@@ -291,3 +293,7 @@ def _warn_if_without_drift(drift: Any, temperature: float | None, elapsed: float
         warnings.warn(f"twin: the card has no drift with {' or '.join(missing)} (its calibration saw none), so "
                       f"#{'/'.join('elapsed' if m == 'time' else m for m in missing)}= changes nothing; calibrate "
                       f"over a run where the device drifts to reproduce it", RuntimeWarning, stacklevel=3)
+    elif elapsed is not None and drift.duration > 0 and abs(elapsed) > drift.duration:
+        warnings.warn(f"twin: #elapsed={elapsed:g} carries the card's time drift {abs(elapsed) / drift.duration:.3g}× "
+                      f"further than the {drift.duration:.3g} s it was fitted over, as a straight line; calibrate "
+                      f"again nearer that time to know the device there", RuntimeWarning, stacklevel=3)

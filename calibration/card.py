@@ -132,6 +132,9 @@ class Drift:
         uptime: The device's own clock there, s (0: the device reports no running clock). With it a
             later run can tell how much longer the device has been up; without it only the run's own
             seconds count.
+        correlation: Correlation of each per-kelvin slope's estimate with the per-second one (the same for
+            offset and σa: one design; about −r for temperature and time correlated r over the runs; 0 when
+            only one was fitted, and in cards written before it was kept). Moving by both at once needs it.
     """
 
     reference: float
@@ -148,6 +151,7 @@ class Drift:
     dof: int = 0
     middle: float = 0.0
     uptime: float = 0.0
+    correlation: float = 0.0
 
     def critical(self, tail: float = DRIFT_TAIL) -> float:
         """Two-sided critical |slope / se| for a one-sided ``tail`` (t with `dof`; normal when unknown).
@@ -183,6 +187,19 @@ class Drift:
         factor = max(0.0, 1 + self.sigma_add_per_kelvin * kelvin + self.sigma_add_per_second * seconds)
         return shift, factor
 
+    def at_se(self, kelvin: float, seconds: float) -> tuple[float, float]:
+        """Standard errors of `at`'s (offset shift, σa factor − 1) ``kelvin`` and ``seconds`` from the card's.
+
+        Both slopes' errors count with their `correlation`: a run whose temperature rose with time fits
+        the two slopes anticorrelated, so a move along both partly cancels their errors (or adds them).
+        """
+        def combined(kelvin_se: float, second_se: float) -> float:
+            a, b = kelvin * kelvin_se, seconds * second_se
+            return math.sqrt(max(a * a + b * b + 2 * self.correlation * a * b, 0.0))
+
+        return (combined(self.offset_se, self.offset_per_second_se),
+                combined(self.sigma_add_se, self.sigma_add_per_second_se))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain form."""
         data: dict[str, Any] = {item.name: getattr(self, item.name) for item in fields(self)}
@@ -209,6 +226,8 @@ class Drift:
                     "sigma_add_per_second_se", "middle", "uptime"):
             if values[key] < 0:
                 raise ConfigError(f"card.drift.{key} must be ≥ 0, got {values[key]!r}")
+        if not -1 <= values["correlation"] <= 1:
+            raise ConfigError(f"card.drift.correlation must be within [-1, 1], got {values['correlation']!r}")
         return cls(**values)
 
 
@@ -405,13 +424,15 @@ def _per_column_sigmas(measurement: Measurement, fit: CalibrationFit) -> tuple[n
     return a, a_se, b, b_se
 
 
-def _slopes(regressors: list[np.ndarray], responses: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def _slopes(regressors: list[np.ndarray], responses: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Least-squares slopes of the response columns on the (centred) regressors together.
 
     Returns:
-        (slopes, covariance): slopes[i, j] of response j on regressor i, and covariance[i] the covariance
-        of (slopes[i, 0], slopes[i, 1], …) across the responses; None without a residual degree of freedom
-        or with a singular design.
+        (slopes, covariance, correlation): slopes[i, j] of response j on regressor i, covariance[i] the
+        covariance of (slopes[i, 0], slopes[i, 1], …) across the responses, and correlation[i, k] that of
+        the estimates of slopes[i, j] and slopes[k, j] (the same for every response: one design); None
+        without a residual degree of freedom or with a singular design.
     """
     design = np.column_stack([np.ones(len(responses)), *(r - r.mean() for r in regressors)])
     if len(responses) <= design.shape[1]:
@@ -423,7 +444,9 @@ def _slopes(regressors: list[np.ndarray], responses: np.ndarray) -> tuple[np.nda
     beta = unscaled @ design.T @ responses
     residual = responses - design @ beta
     residual_covariance = residual.T @ residual / (len(responses) - design.shape[1])
-    return beta[1:], np.diagonal(unscaled)[1:, None, None] * residual_covariance[None]
+    block = unscaled[1:, 1:]
+    scale = np.sqrt(np.diagonal(block))
+    return beta[1:], np.diagonal(block)[:, None, None] * residual_covariance[None], block / np.outer(scale, scale)
 
 
 def _quantised_moments(mean: np.ndarray, sigma: np.ndarray, lsb: float) -> tuple[np.ndarray, np.ndarray]:
@@ -547,7 +570,7 @@ def fit_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squared: 
         if fitted is None or not abs(np.linalg.det(jacobian)) > 0:
             break
         inverse = np.linalg.inv(jacobian)
-        for name, slope, covariance in zip(conditions, *fitted, strict=True):
+        for name, slope, covariance in zip(conditions, *fitted[:2], strict=True):
             value = inverse @ slope
             spread = np.sqrt(np.maximum(np.diagonal(inverse @ covariance @ inverse.T), 0.0))
             per[name] = (float(value[0]), float(spread[0]), float(value[1]), float(spread[1]))
@@ -555,13 +578,15 @@ def fit_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squared: 
         over_run = _OverRun(float(np.mean(np.asarray(moved[0]) ** 2)),
                             float(np.mean(np.maximum(1 + np.asarray(moved[1]), 0.0) ** 2)))
     kelvin, second = per.get("kelvin", (0.0,) * 4), per.get("second", (0.0,) * 4)
+    correlation = float(np.clip(fitted[2][0, 1], -1, 1)) if fitted is not None and len(per) == 2 else 0.0
     drift = Drift(reference=float(temps.mean()), span=float(np.ptp(temperatures)),
                   offset_per_kelvin=kelvin[0], offset_se=kelvin[1],
                   sigma_add_per_kelvin=kelvin[2], sigma_add_se=kelvin[3], duration=float(np.ptp(seconds)),
                   offset_per_second=second[0], offset_per_second_se=second[1],
                   sigma_add_per_second=second[2], sigma_add_per_second_se=second[3],
                   dof=max(int(keep.sum()) - 1 - len(conditions), 0) if per else 0,
-                  middle=max(middle, 0.0), uptime=uptime)
+                  middle=max(middle, 0.0), uptime=uptime,
+                  correlation=correlation)
     return DriftFit(drift, over_run)
 
 

@@ -154,7 +154,7 @@ class _Moved:
         shift: Offset shift, with ``shift_se``.
         shift_se: Its SE.
         factor: σa factor, with ``factor_se``.
-        factor_se: Its SE (the per-kelvin and per-second slopes' SEs combined as if independent).
+        factor_se: Its SE (the per-kelvin and per-second slopes' SEs combined with their correlation).
         note: What was moved, or what was not and why.
     """
 
@@ -190,9 +190,8 @@ class _Moved:
         moved = [f"{value:+.2g} {unit}" for value, unit in ((kelvin, "K"), (seconds, "s")) if value]
         if moved:
             notes.insert(0, f"profile moved {' '.join(moved)} by the card's drift")
-        return cls(kelvin, seconds, shift, math.hypot(kelvin * drift.offset_se, seconds * drift.offset_per_second_se),
-                   factor, math.hypot(kelvin * drift.sigma_add_se, seconds * drift.sigma_add_per_second_se),
-                   "; ".join(notes))
+        shift_se, factor_se = drift.at_se(kelvin, seconds)
+        return cls(kelvin, seconds, shift, shift_se, factor, factor_se, "; ".join(notes))
 
     @property
     def any(self) -> bool:

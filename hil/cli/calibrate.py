@@ -85,6 +85,7 @@ def print_calibration(profile: Any) -> None:
     drift = profile.noise_card().drift
     if drift is not None:
         up = f" (device up {drift.uptime:.3g} s at its middle)" if drift.uptime else ""
+        up += f", r {drift.correlation:+.2f} with the per-K slopes" if drift.correlation else ""
         for unit, span, slopes in (
                 ("K", f"over {drift.span:.3g} K", ((drift.offset_per_kelvin, drift.offset_se),
                                                    (drift.sigma_add_per_kelvin, drift.sigma_add_se))),

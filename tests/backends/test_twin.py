@@ -219,7 +219,7 @@ def test_twin_waits_for_the_device_once_per_layer_when_nothing_saturates(calibra
 def test_twin_reproduces_the_card_drift_after_some_time(calibrated) -> None:  # noqa: ANN001
     card = dataclasses.replace(calibrated[2].noise_card(), drift=Drift(
         reference=25.0, span=0.0, offset_per_kelvin=0.0, offset_se=0.0, sigma_add_per_kelvin=0.0, sigma_add_se=0.0,
-        duration=1.0, offset_per_second=0.001, offset_per_second_se=1e-5, sigma_add_per_second=0.002,
+        duration=200.0, offset_per_second=0.001, offset_per_second_se=1e-5, sigma_add_per_second=0.002,
         sigma_add_per_second_se=1e-5))
     generator = torch.Generator().manual_seed(0)
     x, w = torch.randn(2000, 64, generator=generator), 0.1 * torch.randn(16, 64, generator=generator)
@@ -243,5 +243,9 @@ def test_twin_warns_when_asked_for_a_drift_its_card_lacks(calibrated) -> None:  
         TwinBackend(in_time_only, temperature=40.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        TwinBackend(in_time_only, elapsed=3600.0)  # what the card has: no warning
+        TwinBackend(in_time_only, elapsed=0.8)  # what the card has, within its run's second: no warning
+        TwinBackend(in_time_only, elapsed=-1.0)
         TwinBackend(steady)
+    further = r"#elapsed=3600 carries the card's time drift 3.6e\+03× further than the 1 s"
+    with pytest.warns(RuntimeWarning, match=further):
+        TwinBackend(in_time_only, elapsed=3600.0)  # a straight line over one second, carried an hour

@@ -10,7 +10,7 @@ import pytest
 
 from hil.backends.device.emulator import EmulatorConfig
 from hil.backends.device.emulator.model import AnalogArray
-from hil.calibration.card import DRIFT_T, Drift, _adc_jacobian, quantised_normal, run_middle
+from hil.calibration.card import DRIFT_T, Drift, _adc_jacobian, _slopes, quantised_normal, run_middle
 from hil.calibration.design import CalibrationDesign
 from hil.calibration.job import _Moved, calibrate, check
 from hil.calibration.profile import read_profile, write_profile
@@ -164,6 +164,33 @@ def test_time_drift_is_carried_on_the_device_clock_and_at_most_one_run_length() 
     assert _Moved.of(unmeasured, 25.0, 2.0, 104.0) == _Moved()
 
 
+def test_slopes_give_the_correlation_of_their_estimates() -> None:
+    rng = np.random.default_rng(0)
+    temperature = np.linspace(0.0, 1.0, 12)
+    seconds = 0.7 * temperature + 0.3 * rng.permutation(temperature)  # correlated, not collinear
+    r = np.corrcoef(temperature, seconds)[0, 1]
+    draws = [_slopes([temperature, seconds], rng.normal(size=(12, 2))) for _ in range(4000)]
+    assert all(d is not None for d in draws)
+    correlation = draws[0][2][0, 1]  # type: ignore[index]
+    assert correlation == pytest.approx(-r)  # two centred regressors: their slopes correlate −r
+    slopes = np.array([d[0] for d in draws])  # type: ignore[index]
+    for response in (0, 1):
+        assert np.corrcoef(slopes[:, 0, response], slopes[:, 1, response])[0, 1] == pytest.approx(correlation, abs=0.04)
+
+
+def test_a_move_in_temperature_and_time_counts_the_slopes_correlation() -> None:
+    drift = Drift(reference=25.0, span=10.0, offset_per_kelvin=0.01, offset_se=0.003, sigma_add_per_kelvin=0.02,
+                  sigma_add_se=0.004, duration=10.0, offset_per_second=0.01, offset_per_second_se=0.001,
+                  sigma_add_per_second=0.02, sigma_add_per_second_se=0.002, dof=8, middle=5.0, correlation=-0.8)
+    moved = _Moved.of(drift, 27.0, middle=8.0, uptime=0.0)  # 2 K warmer, 3 s later: both slopes' errors
+    a, b = 2 * 0.003, 3 * 0.001
+    assert moved.shift_se == pytest.approx(np.sqrt(a * a + b * b - 2 * 0.8 * a * b))
+    assert moved.factor_se == pytest.approx(np.sqrt(0.008**2 + 0.006**2 - 2 * 0.8 * 0.008 * 0.006))
+    apart = _Moved.of(drift, 23.0, middle=8.0, uptime=0.0)  # cooler and later: the errors add up
+    assert apart.shift_se == pytest.approx(np.sqrt(a * a + b * b + 2 * 0.8 * a * b))
+    assert _Moved.of(replace(drift, correlation=0.0), 27.0, 8.0, 0.0).shift_se == pytest.approx(np.hypot(a, b))
+
+
 def test_card_records_drift_with_time_at_a_steady_temperature(tmp_path) -> None:  # noqa: ANN001
     result, path = _calibrated(tmp_path, "offset_drift_per_s = 0.5\nsigma_add_drift_per_s = 5\n")
     drift = result.profile.noise_card().drift
@@ -191,19 +218,24 @@ def test_a_card_written_before_time_drift_reads_with_none(tmp_path) -> None:  # 
     result, _ = _calibrated(tmp_path, "heating = 0.3\noffset_drift = 0.002\n")
     data = result.profile.to_dict()
     for key in ("duration", "offset_per_second", "offset_per_second_se", "sigma_add_per_second",
-                "sigma_add_per_second_se", "dof", "middle", "uptime"):
+                "sigma_add_per_second_se", "dof", "middle", "uptime", "correlation"):
         del data["card"]["drift"][key]
     path = tmp_path / "old.json"
     path.write_text(json.dumps(data))
     drift = read_profile(path).noise_card().drift
     assert drift is not None and drift.offset_per_second == 0.0 and drift.duration == 0.0 and not drift.shown_in_time
     assert drift.dof == 0 and drift.critical() == pytest.approx(DRIFT_T)  # unknown dof: the normal threshold
-    assert drift.uptime == 0.0 and drift.middle == 0.0  # half of a duration of 0
+    assert drift.uptime == 0.0 and drift.middle == 0.0 and drift.correlation == 0.0  # half of a duration of 0
     data["card"]["drift"]["dof"] = 2.5
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="card.drift.dof must be an integer ≥ 0"):
         read_profile(path)
     data["card"]["drift"]["dof"] = 8
+    data["card"]["drift"]["correlation"] = -1.5
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"card.drift.correlation must be within \[-1, 1\]"):
+        read_profile(path)
+    data["card"]["drift"]["correlation"] = 0.0
     data["card"]["drift"]["offset_per_second_se"] = -1.0
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="card.drift.offset_per_second_se must be ≥ 0"):
