@@ -10,8 +10,12 @@ right). For both: how often the card records time drift and the drift diagnostic
 the steady chip). Then ``--checks`` drifting profiles are checked (`hil calibrate check`) with a run a
 fifth as long, so σa at its middle has had less time to grow: how often every item passes with the
 profile carried along the card's time drift, and how often σa alone would pass compared as it was.
+Last, with ``--ambient K`` (default 3), the same drifting chip in a room whose temperature moves by K (sd)
+from run to run and with offset and σa drifting with temperature as well (``--offset-per-kelvin``,
+``--sigma-per-kelvin``): the fit must tell temperature from time, so all four slopes' bias and
+coverage, and the correlation of the per-kelvin and per-second estimates.
 
-    python benchmarks/drift_card.py [--runs 40] [--offset-rate 0.5] [--sigma-rate 5] [--checks 20]
+    python benchmarks/drift_card.py [--runs 40] [--offset-rate 0.5] [--sigma-rate 5] [--checks 20] [--ambient 3]
 """
 
 from __future__ import annotations
@@ -37,10 +41,16 @@ TRUTH = {"sigma_add": 0.05, "sigma_mul": 0.03, "dac_bits": 8, "adc_bits": 8, "ga
          "offset_spread": 0.02}
 
 
-def calibrate_once(seed: int, offset_rate: float, sigma_rate: float, samples: int) -> dict[str, float]:
-    """One calibration; the card's time slopes, the truth at the run's middle, and the alarms."""
+def calibrate_once(seed: int, offset_rate: float, sigma_rate: float, samples: int,
+                   kelvin: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> dict[str, float]:
+    """One calibration; the card's slopes, the truth at the run's middle, and the alarms.
+
+    ``kelvin``: the room's sd from run to run, the offset's and σa's (relative) change per kelvin.
+    """
+    ambient, offset_per_kelvin, sigma_per_kelvin = kelvin
     emulator = DeviceEmulator(EmulatorConfig(**TRUTH, seed=seed, offset_drift_per_s=offset_rate,
-                                             sigma_add_drift_per_s=sigma_rate))
+                                             sigma_add_drift_per_s=sigma_rate, ambient_jitter=ambient,
+                                             offset_drift=offset_per_kelvin, drift_per_kelvin=sigma_per_kelvin))
     driver = AmvmDriver(LoopbackTransport(emulator), timeout=0.5)
     caps = driver.capabilities()
     plan = realise(CalibrationDesign(samples=samples), caps)
@@ -51,11 +61,18 @@ def calibrate_once(seed: int, offset_rate: float, sigma_rate: float, samples: in
     zero_runs = np.unique(measurement.order[0])
     middle = started - emulator.array.powered + float(measurement.times[zero_runs].mean())
     drift = card.drift
+    at_middle = 1 + sigma_rate * middle + sigma_per_kelvin * ((drift.reference if drift else 25.0) - 25.0)
     return {"offset": drift.offset_per_second if drift else 0.0,
             "offset_se": drift.offset_per_second_se if drift else 0.0,
             "sigma": drift.sigma_add_per_second if drift else 0.0,
             "sigma_se": drift.sigma_add_per_second_se if drift else 0.0,
-            "sigma_truth": sigma_rate / (1 + sigma_rate * middle),
+            "sigma_truth": sigma_rate / at_middle,
+            "offset_kelvin": drift.offset_per_kelvin if drift else 0.0,
+            "offset_kelvin_se": drift.offset_se if drift else 0.0,
+            "sigma_kelvin": drift.sigma_add_per_kelvin if drift else 0.0,
+            "sigma_kelvin_se": drift.sigma_add_se if drift else 0.0,
+            "sigma_kelvin_truth": sigma_per_kelvin / at_middle,
+            "correlation": drift.correlation if drift else 0.0,
             "t95": drift.critical(0.025) if drift else 1.96,
             "recorded": float(drift is not None and drift.shown_in_time),
             "warned": float(drift_diagnostic(measurement, fit).status == "warn"),
@@ -90,6 +107,9 @@ def main() -> None:
     parser.add_argument("--offset-rate", type=float, default=0.5)
     parser.add_argument("--sigma-rate", type=float, default=5.0)
     parser.add_argument("--checks", type=int, default=20)
+    parser.add_argument("--ambient", type=float, default=3.0)
+    parser.add_argument("--offset-per-kelvin", type=float, default=0.002)
+    parser.add_argument("--sigma-per-kelvin", type=float, default=0.05)
     args = parser.parse_args()
     drifting = [calibrate_once(seed, args.offset_rate, args.sigma_rate, args.samples) for seed in range(args.runs)]
     steady = [calibrate_once(seed, 0.0, 0.0, args.samples) for seed in range(args.runs)]
@@ -116,6 +136,21 @@ def main() -> None:
               f"{statistics.median(moved):+.2f} [{min(moved):+.2f}, {max(moved):+.2f}]; compared unmoved σa "
               f"passes in {statistics.mean(abs(z) <= 4 for z in unmoved):.0%}, "
               f"z median {statistics.median(unmoved):+.2f}")
+    if args.ambient:
+        together = [calibrate_once(seed, args.offset_rate, args.sigma_rate, args.samples,
+                                   (args.ambient, args.offset_per_kelvin, args.sigma_per_kelvin))
+                    for seed in range(args.runs)]
+        print(f"  room moving {args.ambient:g} K (sd) from run to run, offset {args.offset_per_kelvin:g}/K and σa "
+              f"{args.sigma_per_kelvin:g}/K as well; slope estimates' correlation per K vs per s: median "
+              f"{statistics.median(r['correlation'] for r in together):+.2f}")
+        for label, key, truths in (
+                ("offset per K", "offset_kelvin", [args.offset_per_kelvin] * args.runs),
+                ("σa per K", "sigma_kelvin", [r["sigma_kelvin_truth"] for r in together]),
+                ("offset per s", "offset", [args.offset_rate] * args.runs),
+                ("σa per s", "sigma", [r["sigma_truth"] for r in together])):
+            errors = [r[key] / t - 1 for r, t in zip(together, truths, strict=True)]
+            print(f"    {label:13s} relative bias {statistics.mean(errors):+.1%} (sd {statistics.stdev(errors):.1%}), "
+                  f"95 % interval holds the truth in {_covered(together, key, truths)}")
 
 
 if __name__ == "__main__":

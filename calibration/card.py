@@ -490,53 +490,93 @@ def run_middle(measurement: Measurement) -> tuple[float, float]:
     return middle, uptime if math.isfinite(uptime) else 0.0
 
 
-@dataclass(frozen=True)
-class _OverRun:
-    """How a drift inflates a σa² pooled over the whole run against σa² at the run's middle.
-
-    Attributes:
-        offset_variance: Variance over the runs of the fitted offset drift (it reads as noise when pooled).
-        sigma_spread: Mean over the runs of (σa(run) / σa(middle))² (above 1 however σa moved).
-    """
-
-    offset_variance: float = 0.0
-    sigma_spread: float = 1.0
-
-    def middle(self, pooled: np.ndarray) -> np.ndarray:
-        """σa² at the run's middle from σa² pooled over it (floored at 1 % of the pooled value)."""
-        return np.maximum(pooled - self.offset_variance, 0.01 * pooled) / self.sigma_spread
+def run_temperature(measurement: Measurement) -> float:
+    """Mean temperature of the zero level's runs (°C), where the card's σa and drift hold; NaN if not recorded."""
+    runs = np.unique(measurement.order[0])
+    temperatures = measurement.temperatures
+    return float(temperatures[runs].mean()) if len(runs) and len(temperatures) > runs.max() else math.nan
 
 
 @dataclass(frozen=True)
 class DriftFit:
-    """A drift fit and what it does to the σa² pooled over its run.
+    """A drift fit and where it puts σa against the σa² pooled over its run.
 
     Attributes:
         drift: The slopes.
-        over_run: How far the drift inflated the pooled σa² (`_OverRun`).
+        sigma_factor: σa² at the run's middle over the σa² the fit was given (below 1 where the drift
+            spread σa over the run or a moving offset read as noise in the pooled σa²).
     """
 
     drift: Drift
-    over_run: _OverRun
+    sigma_factor: float = 1.0
+
+    def middle(self, pooled: np.ndarray) -> np.ndarray:
+        """σa² at the run's middle from the σa² the fit was given."""
+        return pooled * self.sigma_factor
 
 
-def fit_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squared: np.ndarray | None = None
-              ) -> DriftFit | None:
+NEWTON_STEPS = 30
+"""Newton steps `_read_through_adc` takes before it calls a run's moments unmatched (5 or fewer in practice)."""
+SIGMA_FACTOR_RANGE = (0.02, 50.0)
+"""σa factors a run may read back as, relative to the card's σa: beyond, the run is broken, not drifting."""
+
+
+def _read_through_adc(means: np.ndarray, squares: np.ndarray, offsets: np.ndarray, sigma_squared: np.ndarray,
+                      lsb: float) -> np.ndarray:
+    """Per run, the offset shift a and σa factor s whose quantised moments are what the run read.
+
+    ``means`` are the runs' mean codes less the mean of ``offsets``, ``squares`` their within-run sample
+    variances, both averaged over the columns; each column is N(offset + a, s² σ²) through the ADC. Solved
+    exactly (Newton on the 2 × 2 system, `_adc_jacobian` at the current point) rather than linearised once:
+    a σa that moves ±15 % over the runs bends the ADC's response enough to read the offset slope 8 % low.
+
+    Returns:
+        (runs, 2): a and s per run; NaN where the moments cannot be matched.
+    """
+    sigma = np.sqrt(np.maximum(sigma_squared, 1e-300))
+    centre = float(np.mean(offsets))
+    reach = 4 * lsb + 8 * float(np.max(sigma))  # an offset shift beyond this reads no column's noise
+    solved = np.full((len(means), 2), np.nan)
+    for run, (mean, square) in enumerate(zip(means, squares, strict=True)):
+        if not (np.isfinite(mean) and np.isfinite(square) and square > 0 and abs(mean) < reach):
+            continue  # no σa gives a variance ≤ 0; a shift out of reach is a broken run, not drift
+        point = np.array([mean, 1.0])
+        for _ in range(NEWTON_STEPS):
+            code, variance = _quantised_moments(offsets + point[0], sigma * point[1], lsb)
+            residual = np.array([np.mean(code) - centre - mean, np.mean(variance) - square])
+            jacobian = _adc_jacobian(offsets + point[0], sigma_squared * point[1] ** 2, lsb)
+            jacobian[:, 1] /= point[1]  # per unit of s, not of s's relative change
+            try:
+                step = np.linalg.solve(jacobian, residual)
+            except np.linalg.LinAlgError:
+                break
+            point = np.array([point[0] - step[0], max(point[1] - step[1], 0.5 * point[1])])
+            if not (abs(point[0]) < reach and SIGMA_FACTOR_RANGE[0] < point[1] < SIGMA_FACTOR_RANGE[1]):
+                break  # left the box the moments can come from: unmatched
+            if abs(step[0]) < 1e-9 * lsb and abs(step[1]) < 1e-9:
+                solved[run] = point
+                break
+    return solved
+
+
+def fit_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squared: np.ndarray) -> DriftFit | None:
     """Offset and σa vs temperature and time from the zero level's runs, whether or not they moved.
+
+    Each run's mean code and sample variance are read back through the ADC to the offset shift and σa
+    factor that give them (`_read_through_adc`: below one ADC step a straight read of the mean is 5 % low
+    and of the variance 25 % high, and each reads a little of the other); those are fitted on temperature
+    and time together by least squares.
 
     Args:
         measurement: The calibration run.
-        fit: Its fit (per-column offsets, ADC quantisation).
-        sigma_add_squared: Per column σa² the slopes refer to (the card's, fitted through the ADC). The
-            slopes of the mean code and of the sample variance are mapped back to offset and σa slopes
-            through the ADC (`_adc_jacobian`, at each column's offset and σa²; below one ADC step the
-            offset slope would read 5 % low and σa's 25 % high). None: no ADC correction, and σa² taken
-            as the runs' mean variance less Δ²/12, as if the ADC added Δ²/12.
+        fit: Its fit (per-column offsets).
+        sigma_add_squared: Per column σa² (the card's, fitted through the ADC) the runs' σa factors
+            multiply; their spread over the columns shapes the ADC's response.
 
     Returns:
-        The fitted slopes (0 with SE 0 for a condition that never varied) and the inflation of the pooled
-        σa² they imply (the slopes are solved again at σa² of the run's middle, three times); None when
-        the run cannot give them (fewer than 3 zero-level runs, no temperature or time recorded).
+        The fitted slopes (0 with SE 0 for a condition that never varied; σa's relative to σa at the run's
+        middle) and σa² there against ``sigma_add_squared``; None when the run cannot give them (fewer than
+        3 zero-level runs read back, no temperature or time recorded).
     """
     temperatures, times = measurement.temperatures, measurement.times
     zero, runs = measurement.samples[0], measurement.order[0]
@@ -547,36 +587,28 @@ def fit_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squared: 
     means = np.array([centred[runs == r].mean() for r in run_ids])
     squares = np.array([np.mean(np.var(zero[runs == r], axis=0, ddof=1)) if np.sum(runs == r) > 1 else np.nan
                         for r in run_ids])  # within a run, so a drifting offset does not count as noise
-    keep = np.isfinite(squares)
+    read = _read_through_adc(means, squares, fit.columns.offset, np.asarray(sigma_add_squared, dtype=np.float64),
+                             measurement.lsb)
+    keep = np.all(np.isfinite(read), axis=1)
     temps = temperatures[run_ids]
     seconds = times[run_ids] if len(times) > run_ids.max() else np.zeros(len(run_ids))
+    if keep.sum() < 3:
+        return None
     conditions = {name: values for name, values in (("kelvin", temps), ("second", seconds))
                   if float(np.ptp(values[keep])) > 0}
     if len(conditions) == 2 and abs(np.corrcoef(temps[keep], seconds[keep])[0, 1]) > COLLINEAR:
         del conditions["second"]  # a device heating as it runs: the run cannot tell time from temperature
-    if keep.sum() < 3 or not conditions:
+    if not conditions:
         return None
     regressors = [values[keep] - values[keep].mean() for values in conditions.values()]
     middle, uptime = run_middle(measurement)
-    fitted = _slopes(regressors, np.column_stack([means[keep], squares[keep]]))
+    at_middle = float(np.mean(read[keep, 1]))  # the intercept on centred regressors: s at the mean conditions
+    fitted = _slopes(regressors, read[keep])
     per: dict[str, tuple[float, float, float, float]] = {}  # condition → offset slope, se, σa slope, se
-    over_run = _OverRun()
-    for _ in range(3):  # σa² given is over the whole run; the slopes refer to σa at the run's middle
-        if sigma_add_squared is None:
-            variance = max(float(np.mean(squares[keep])) - fit.quantisation, 1e-300) / over_run.sigma_spread
-            jacobian = np.diag([1.0, 2 * variance])
-        else:
-            jacobian = _adc_jacobian(fit.columns.offset, over_run.middle(sigma_add_squared), measurement.lsb)
-        if fitted is None or not abs(np.linalg.det(jacobian)) > 0:
-            break
-        inverse = np.linalg.inv(jacobian)
+    if fitted is not None:
         for name, slope, covariance in zip(conditions, *fitted[:2], strict=True):
-            value = inverse @ slope
-            spread = np.sqrt(np.maximum(np.diagonal(inverse @ covariance @ inverse.T), 0.0))
-            per[name] = (float(value[0]), float(spread[0]), float(value[1]), float(spread[1]))
-        moved = [sum(per[name][i] * x for name, x in zip(conditions, regressors, strict=True)) for i in (0, 2)]
-        over_run = _OverRun(float(np.mean(np.asarray(moved[0]) ** 2)),
-                            float(np.mean(np.maximum(1 + np.asarray(moved[1]), 0.0) ** 2)))
+            spread = np.sqrt(np.maximum(np.diagonal(covariance), 0.0))
+            per[name] = (float(slope[0]), float(spread[0]), float(slope[1]) / at_middle, float(spread[1]) / at_middle)
     kelvin, second = per.get("kelvin", (0.0,) * 4), per.get("second", (0.0,) * 4)
     correlation = float(np.clip(fitted[2][0, 1], -1, 1)) if fitted is not None and len(per) == 2 else 0.0
     drift = Drift(reference=float(temps.mean()), span=float(np.ptp(temperatures)),
@@ -587,11 +619,10 @@ def fit_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squared: 
                   dof=max(int(keep.sum()) - 1 - len(conditions), 0) if per else 0,
                   middle=max(middle, 0.0), uptime=uptime,
                   correlation=correlation)
-    return DriftFit(drift, over_run)
+    return DriftFit(drift, at_middle**2 if per else 1.0)
 
 
-def measure_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squared: np.ndarray | None = None
-                  ) -> DriftFit | None:
+def measure_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squared: np.ndarray) -> DriftFit | None:
     """The card's drift: `fit_drift` when the temperature moved or a per-second slope stands out.
 
     Returns:
@@ -609,7 +640,7 @@ def build_card(measurement: Measurement, fit: CalibrationFit, capabilities: dict
     a, a_se, b, b_se = _per_column_sigmas(measurement, fit)
     drifted = measure_drift(measurement, fit, a)
     if drifted is not None:  # the card's σa holds at the run's middle, as its drift does (σm is a difference
-        a, a_se = drifted.over_run.middle(a), a_se / drifted.over_run.sigma_spread  # of two levels: unaffected)
+        a, a_se = drifted.middle(a), drifted.middle(a_se)  # of two levels: unaffected)
     sigma_add, sigma_mul = _sigma_term(a, a_se), _sigma_term(b, b_se)
     return NoiseCard(rows=int(capabilities["rows"]), cols=int(capabilities["cols"]),
                      dac_bits=int(capabilities["dac_bits"]), adc_bits=int(capabilities["adc_bits"]),

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from hil.calibration.card import Drift, NoiseCard, build_card, fit_drift, run_middle
+from hil.calibration.card import Drift, NoiseCard, build_card, fit_drift, run_middle, run_temperature
 from hil.calibration.design import CalibrationDesign, realise
 from hil.calibration.diagnostics import Diagnostic, run_all
 from hil.calibration.estimate import CalibrationFit, estimate, fisher, gamma_weights, variance_design
@@ -275,8 +275,7 @@ def check(address: str, profile: CalibrationProfile, *, samples: int = 2000, thr
     fresh = calibrate(address, CalibrationDesign(samples=samples), timeout=timeout, emulator_config=emulator_config)
     card = profile.noise_card()
     drift = card.drift
-    moved = _Moved.of(drift, float(np.mean(fresh.measurement.temperatures))
-                      if len(fresh.measurement.temperatures) else math.nan, *run_middle(fresh.measurement))
+    moved = _Moved.of(drift, run_temperature(fresh.measurement), *run_middle(fresh.measurement))
     old_sigma_add, old_sigma_mul = profile.estimates["sigma_add"], profile.estimates["sigma_mul"]
     items = [_compare("sigma_add", _at_middle(float(old_sigma_add["value"]), float(old_sigma_add.get("se", 0.0)), card),
                       _at_middle(fresh.fit.sigma_add.value, fresh.fit.sigma_add.se, fresh.profile.noise_card()),

@@ -10,7 +10,17 @@ import pytest
 
 from hil.backends.device.emulator import EmulatorConfig
 from hil.backends.device.emulator.model import AnalogArray
-from hil.calibration.card import DRIFT_T, Drift, _adc_jacobian, _slopes, quantised_normal, run_middle
+from hil.calibration.card import (
+    DRIFT_T,
+    Drift,
+    _adc_jacobian,
+    _quantised_moments,
+    _read_through_adc,
+    _slopes,
+    quantised_normal,
+    run_middle,
+    run_temperature,
+)
 from hil.calibration.design import CalibrationDesign
 from hil.calibration.job import _Moved, calibrate, check
 from hil.calibration.profile import read_profile, write_profile
@@ -189,6 +199,52 @@ def test_a_move_in_temperature_and_time_counts_the_slopes_correlation() -> None:
     apart = _Moved.of(drift, 23.0, middle=8.0, uptime=0.0)  # cooler and later: the errors add up
     assert apart.shift_se == pytest.approx(np.sqrt(a * a + b * b + 2 * 0.8 * a * b))
     assert _Moved.of(replace(drift, correlation=0.0), 27.0, 8.0, 0.0).shift_se == pytest.approx(np.hypot(a, b))
+
+
+def test_runs_are_read_back_through_the_adc_exactly() -> None:
+    rng = np.random.default_rng(1)
+    offsets, sigma2, lsb = 0.3 * rng.standard_normal(64), np.full(64, 0.16), 1.0  # σa 0.4 LSB: the ADC bends
+    truth = np.array([(a, s) for a in (-0.2, 0.0, 0.15) for s in (0.7, 1.0, 1.3)])
+    moments = [_quantised_moments(offsets + a, np.sqrt(sigma2) * s, lsb) for a, s in truth]
+    means = np.array([np.mean(m) - np.mean(offsets) for m, _ in moments])
+    squares = np.array([np.mean(v) for _, v in moments])
+    assert _read_through_adc(means, squares, offsets, sigma2, lsb) == pytest.approx(truth, abs=1e-7)
+    linear = np.linalg.solve(_adc_jacobian(offsets, sigma2, lsb), np.vstack([means, squares - squares[4]]))
+    assert np.max(np.abs(linear[0] - truth[:, 0])) > 0.01  # one linearisation at the middle does not
+    unreachable = _read_through_adc(np.array([0.0]), np.array([-1.0]), offsets, sigma2, lsb)
+    assert np.isnan(unreachable).all()  # a variance no σa gives
+    broken = _read_through_adc(np.array([1e6, 0.0]), np.array([0.16, 1e9]), offsets, sigma2, lsb)
+    assert np.isnan(broken).all()  # a shift no drift gives, a variance 10⁴ × the card's: out of the box
+
+
+def test_card_tells_temperature_from_time_in_a_room_that_moves(tmp_path) -> None:  # noqa: ANN001
+    both = ("ambient_jitter = 3\noffset_drift = 0.002\ndrift_per_kelvin = 0.05\noffset_drift_per_s = 0.5\n"
+            "sigma_add_drift_per_s = 5\n")
+    result, path = _calibrated(tmp_path, both)
+    drift = result.profile.noise_card().drift
+    assert drift is not None and drift.span > 5 and drift.duration > 0
+    assert drift.offset_per_kelvin == pytest.approx(0.002, rel=0.1)
+    assert drift.offset_per_second == pytest.approx(0.5, rel=0.15)
+    assert drift.sigma_add_per_kelvin > 10 * drift.sigma_add_se
+    assert drift.sigma_add_per_second > 5 * drift.sigma_add_per_second_se
+    runs = np.unique(result.measurement.order[0])
+    r = np.corrcoef(result.measurement.temperatures[runs], result.measurement.times[runs])[0, 1]
+    assert drift.correlation == pytest.approx(-r) and drift.dof == len(runs) - 3
+    assert drift.reference == pytest.approx(run_temperature(result.measurement))
+    items, _ = check("sim", result.profile, samples=2000, emulator_config=str(path))
+    assert all(item.ok for item in items), items
+
+
+def test_a_moving_room_changes_only_the_temperature_of_a_chip_that_does_not_drift() -> None:
+    steady = AnalogArray(EmulatorConfig(sigma_add=0.05, seed=4))
+    room = AnalogArray(EmulatorConfig(sigma_add=0.05, seed=4, ambient_jitter=3.0))
+    tile, x = np.ones((16, 4), dtype=np.int16) * 10, np.ones((8, 16), dtype=np.int16) * 20
+    temperatures = []
+    for _ in range(200):
+        codes, _, temperature = room.run(tile, x, 2)
+        assert np.array_equal(codes, steady.run(tile, x, 2)[0])  # the room draws from a stream of its own
+        temperatures.append(temperature)
+    assert np.std(temperatures) == pytest.approx(3.0, rel=0.15) and steady.temperature == 25.0
 
 
 def test_card_records_drift_with_time_at_a_steady_temperature(tmp_path) -> None:  # noqa: ANN001

@@ -8,7 +8,9 @@ The model (per column c of a tile, codes normalised to ±1)::
 
 with hidden per-column gain g_c ~ 1 + N(0, gain_spread²), offset o_c ~ N(0, offset_spread²) and
 σa scale exp(sigma_add_spread · N(0, 1)) drawn from the seed at power-up, and a temperature that
-drifts slowly with use (σa grows by ``drift_per_kelvin`` per kelvin above 25 °C). Drift with time at any
+drifts slowly with use (σa grows by ``drift_per_kelvin`` per kelvin above 25 °C) and, with
+``ambient_jitter``, with a room whose temperature moves apart from the chip's use (so a run can tell
+temperature from time). Drift with time at any
 temperature (``offset_drift_per_s``, ``sigma_add_drift_per_s``) counts from power-up. An aged chip
 (``gain_aging``, ``offset_aging``) is the same chip with each column's gain scaled by 1 + N(0, gain_aging²)
 and its offset moved by N(0, offset_aging²) since it was new: a calibration made when new is stale on it.
@@ -33,6 +35,9 @@ from hil.validation import check_choice, check_int, check_keys, check_number, ch
 
 AGING_STREAM = 0xA6E
 """Second entry of the seed sequence that draws a chip's aging (gain/offset changes since it was new)."""
+
+AMBIENT_STREAM = 0xA3B
+"""Second entry of the seed sequence that draws the room's temperature at each RUN (``ambient_jitter``)."""
 
 MAX_CELLS = 1 << 28
 """Most stored weight cells (rows × cols × slots) an emulator accepts: 512 MiB of int16."""
@@ -62,6 +67,8 @@ class EmulatorConfig:
         drift_per_kelvin: Relative σa increase per kelvin above 25 °C.
         offset_drift: Offset change per kelvin above 25 °C (dot-product units).
         heating: Kelvin gained per million MACs (cools back with a 10 s time constant).
+        ambient_jitter: Std of the room's temperature around 25 °C, K, drawn afresh at each RUN from a
+            stream of its own (0: a steady room). Offsets and σa follow it linearly on both sides of 25 °C.
         offset_drift_per_s: Offset change per second since power-up, at any temperature (dot-product units).
         sigma_add_drift_per_s: Relative σa increase per second since power-up.
         gain_aging: Std of each column's relative gain change since the chip was new (its calibration).
@@ -87,6 +94,7 @@ class EmulatorConfig:
     drift_per_kelvin: float = 0.0
     offset_drift: float = 0.0
     heating: float = 0.0
+    ambient_jitter: float = 0.0
     offset_drift_per_s: float = 0.0
     sigma_add_drift_per_s: float = 0.0
     gain_aging: float = 0.0
@@ -94,8 +102,8 @@ class EmulatorConfig:
 
     def __post_init__(self) -> None:
         for name in ("sigma_add", "sigma_mul", "gain_spread", "offset_spread", "sigma_add_spread",
-                     "drift_per_kelvin", "offset_drift",
-                     "heating", "offset_drift_per_s", "sigma_add_drift_per_s", "gain_aging", "offset_aging"):
+                     "drift_per_kelvin", "offset_drift", "heating", "ambient_jitter",
+                     "offset_drift_per_s", "sigma_add_drift_per_s", "gain_aging", "offset_aging"):
             check_number(getattr(self, name), f"device {name}", low=0)
         check_choice(self.order, "device order", ORDERS)
         for name, (low, high) in {**CAPABILITY_LIMITS, "seed": (0, 2**63 - 1)}.items():
@@ -156,16 +164,18 @@ class AnalogArray:
             self.gain = self.gain * (1.0 + config.gain_aging * aging.standard_normal(config.cols))
             self.offset = self.offset + config.offset_aging * aging.standard_normal(config.cols)
         self.heat = 0.0
+        self.ambient = np.random.default_rng([config.seed, AMBIENT_STREAM])
+        self.room = 0.0  # the room's temperature less 25 °C at the last RUN
         self.powered = self.last_use = time.monotonic()
         self.executions = 0
 
     @property
     def temperature(self) -> float:
-        """Device temperature, °C (heats with use, cools with a 10 s time constant)."""
+        """Device temperature, °C (the room's, heated by use that cools off with a 10 s time constant)."""
         now = time.monotonic()
         self.heat *= math.exp(-(now - self.last_use) / 10.0)
         self.last_use = now
-        return 25.0 + self.heat
+        return 25.0 + self.room + self.heat
 
     def run(self, tile: np.ndarray, x: np.ndarray, repeats: int) -> tuple[np.ndarray, np.ndarray, float]:
         """ADC codes (repeats × batch × cols), per-vector saturation and the temperature of one RUN."""
@@ -176,10 +186,13 @@ class AnalogArray:
         exact32 = rows * caps.dac_max**2 < 2**24
         kind = np.float32 if exact32 else np.float64
         z = (x.astype(kind) @ tile.astype(kind)).astype(np.float64) / caps.dac_max**2  # (batch, cols)
-        temperature = self.temperature
-        warm, uptime = max(temperature - 25.0, 0.0), self.last_use - self.powered  # `temperature` set last_use
         config = self.config
-        sigma_add = config.sigma_add * (1 + config.drift_per_kelvin * warm + config.sigma_add_drift_per_s * uptime)
+        if config.ambient_jitter:
+            self.room = config.ambient_jitter * float(self.ambient.standard_normal())
+        temperature = self.temperature
+        warm, uptime = temperature - 25.0, self.last_use - self.powered  # `temperature` set last_use
+        sigma_add = config.sigma_add * max(1 + config.drift_per_kelvin * warm + config.sigma_add_drift_per_s * uptime,
+                                           0.0)
         gain = self.gain[:cols]
         offset = self.offset[:cols] + config.offset_drift * warm + config.offset_drift_per_s * uptime
         shape = (repeats, batch, cols)
