@@ -11,7 +11,8 @@ here, and an unknown option is an error listing the valid ones.
                                        replay:FILE, NAME:ADDR; options record, layers, timeout,
                                        calibration, visa_library, seed
 ``twin:PROFILE[#OPTIONS]``             digital twin of a calibrated device (its noise card); options
-                                       layers, correct, per_column, temperature, elapsed, on, seed
+                                       layers, correct, per_column, temperature, elapsed, uptime,
+                                       on, seed
 =====================================  ====================================================
 
 The earlier spelling with options after a colon (``sim:seed=3``, ``gpu:cuda:1:seed=3``) still
@@ -125,15 +126,21 @@ def _celsius(text: str) -> float:
 _DURATION_UNITS = {"": 1.0, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-def _elapsed(text: str) -> float:
-    match = re.fullmatch(r"\s*([0-9.eE+-]+)\s*(s|min|h|d)?\s*", text)
-    try:
-        value = float(match.group(1)) * _DURATION_UNITS[match.group(2) or ""] if match else math.nan
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise ConfigError(f"must be a time after the calibration such as 600, 90s, 30min, 2h or 1d, got {text!r}")
-    return value
+def _duration(meaning: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        match = re.fullmatch(r"\s*([0-9.eE+-]+)\s*(s|min|h|d)?\s*", text)
+        try:
+            value = float(match.group(1)) * _DURATION_UNITS[match.group(2) or ""] if match else math.nan
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"must be {meaning} such as 600, 90s, 30min, 2h or 1d, got {text!r}")
+        return value
+
+    return parse
+
+
+_elapsed = _duration("a time after the calibration")
 
 
 def _torch_device(text: str) -> str:
@@ -162,6 +169,9 @@ BACKEND_OPTIONS: dict[str, tuple[BackendOption, ...]] = {
         BackendOption("temperature", _celsius, "device temperature to reproduce with the card's drift (°C)"),
         BackendOption("elapsed", _elapsed, "time since the calibration to reproduce with the card's drift "
                                            "(seconds, or 30min, 2h, 1d)"),
+        BackendOption("uptime", _duration("a time on the device's clock"),
+                      "the device's uptime to reproduce (its clock, as RUN replies stamp it): the card's time "
+                      "drift from its calibration's uptime"),
         BackendOption("on", _torch_device, "torch device the twin computes on: cpu (default), cuda, cuda:1"),
     ),
 }

@@ -16,7 +16,8 @@ card's analog model instead of a chip:
   ``device:…#calibration=PROFILE``), then the scales undone and the row blocks summed.
 
 Drift: with ``temperature=T`` and/or ``elapsed=S`` the card's offset and σa slopes move the values from
-the calibration's mean temperature and from the middle of its run (`hil.calibration.card.Drift.at`).
+the calibration's mean temperature and from the middle of its run (`hil.calibration.card.Drift.at`);
+``uptime=U`` gives the time on the device's own clock instead (elapsed = U less the card's uptime).
 Gradients are straight-through (the exact matmul's), so ``hil train`` runs on the twin.
 Other sites run digitally with the spec's noise, as on the device.
 """
@@ -254,7 +255,7 @@ class TwinBackend:
 
 
 def create_twin_backend(spec: BackendSpec) -> TwinBackend:
-    """Registry factory for ``twin:PROFILE[#seed=;layers=;correct=;per_column=;temperature=;elapsed=;on=cuda]``.
+    """Registry factory for ``twin:PROFILE[#seed=;layers=;correct=;per_column=;temperature=;elapsed=;uptime=;on=cuda]``.
 
     Raises:
         ConfigError: No or unreadable profile, bad options.
@@ -274,7 +275,29 @@ def create_twin_backend(spec: BackendSpec) -> TwinBackend:
     layers = spec.option("layers")
     return TwinBackend(card, on, spec.seed, None if layers is None else frozenset(layers),
                        correct=spec.option("correct", True), per_column=spec.option("per_column", True),
-                       temperature=spec.option("temperature"), elapsed=spec.option("elapsed"))
+                       temperature=spec.option("temperature"),
+                       elapsed=_elapsed_since_calibration(card.drift, spec.option("elapsed"), spec.option("uptime")))
+
+
+def _elapsed_since_calibration(drift: Any, elapsed: float | None, uptime: float | None) -> float | None:
+    """Seconds after the calibration's middle, from ``#elapsed=`` or from ``#uptime=`` on the device's clock.
+
+    Raises:
+        ConfigError: Both given; ``#uptime=`` with a card whose device reported no clock, or before its
+            calibration's uptime (the device restarted since: its clock no longer counts from the same
+            power-up).
+    """
+    if uptime is None:
+        return elapsed
+    if elapsed is not None:
+        raise ConfigError("twin: give #elapsed= (since the calibration) or #uptime= (the device's clock), not both")
+    if drift is None or drift.uptime <= 0:
+        raise ConfigError("twin: #uptime= needs a card whose calibration recorded the device's clock (it did not); "
+                          "give #elapsed= (time since the calibration) instead")
+    if uptime < drift.uptime:
+        raise ConfigError(f"twin: #uptime={uptime:g} s is before the calibration's {drift.uptime:.6g} s on the "
+                          f"device's clock (restarted since?); calibrate again, or give #elapsed=")
+    return uptime - drift.uptime
 
 
 def _warn_if_drift_cannot_say(drift: Any, temperature: float | None, elapsed: float | None) -> None:

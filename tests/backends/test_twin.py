@@ -12,6 +12,7 @@ from hil.backends import get_backend, parse_backend_spec
 from hil.backends.base import SiteCall
 from hil.backends.device.backend import DeviceBackend
 from hil.backends.twin import TwinBackend
+from hil.backends.twin import _elapsed_since_calibration as twin_elapsed
 from hil.calibration.card import Drift
 from hil.calibration.design import CalibrationDesign
 from hil.calibration.job import calibrate, open_calibration_device
@@ -249,3 +250,26 @@ def test_twin_warns_when_asked_for_a_drift_its_card_lacks(calibrated) -> None:  
     further = r"#elapsed=3600 carries the card's time drift 3.6e\+03× further than the 1 s"
     with pytest.warns(RuntimeWarning, match=further):
         TwinBackend(in_time_only, elapsed=3600.0)  # a straight line over one second, carried an hour
+
+
+def test_twin_reads_the_time_since_calibration_off_the_devices_clock(calibrated) -> None:  # noqa: ANN001
+    path = calibrated[0]
+    assert parse_backend_spec(f"twin:{path}#uptime=2h").option("uptime") == 7200.0
+    with pytest.raises(ConfigError, match="uptime must be a time on the device's clock"):
+        parse_backend_spec(f"twin:{path}#uptime=-3")
+    clocked = Drift(reference=25.0, span=0.0, offset_per_kelvin=0.0, offset_se=0.0, sigma_add_per_kelvin=0.0,
+                    sigma_add_se=0.0, duration=60.0, offset_per_second=0.001, offset_per_second_se=1e-5,
+                    uptime=500.0)
+    assert twin_elapsed(clocked, None, 530.0) == 30.0  # 30 s later on the device's clock
+    assert twin_elapsed(clocked, 12.0, None) == 12.0 and twin_elapsed(None, None, None) is None
+    with pytest.raises(ConfigError, match="not both"):
+        twin_elapsed(clocked, 12.0, 530.0)
+    with pytest.raises(ConfigError, match=r"calibration.s 500 s on the device.s clock \(restarted since\?\)"):
+        twin_elapsed(clocked, None, 100.0)
+    unclocked = dataclasses.replace(clocked, uptime=0.0)
+    for drift in (unclocked, None):
+        with pytest.raises(ConfigError, match="recorded the device's clock .* give #elapsed="):
+            twin_elapsed(drift, None, 530.0)
+    assert calibrated[2].noise_card().drift is None  # a steady emulator: the factory refuses #uptime= in one line
+    with pytest.raises(ConfigError, match="needs a card whose calibration recorded the device's clock"):
+        get_backend(f"twin:{path}#uptime=1h")
