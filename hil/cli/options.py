@@ -21,7 +21,9 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON
 BackendOption = Annotated[str, typer.Option(
     "--backend", help="Backend spec: sim, sim#seed=3, gpu, device:serial:PATH, … (hil list; README).")]
 ExecutorOption = Annotated[str, typer.Option(
-    "--executor", help="Where study points run: local (this process), ray, ray#workers=2, ray#address=ray://HEAD:10001.")]
+    "--executor", help="Where study points run: local (this process), ray, ray#workers=2, "
+                       "ray#address=ray://HEAD:10001; #threads=N sets torch threads per point "
+                       "(ray#workers=2;threads=1 stores what local#threads=1 stores).")]
 RayAddress = Annotated[str | None, typer.Option(
     "--ray-address", help="A running Ray cluster for --executor ray: ray://HEAD:10001 (Ray Client) or auto (run on "
                           "a node of the cluster).")]

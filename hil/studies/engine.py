@@ -12,6 +12,7 @@ the order in which the units run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -121,23 +122,48 @@ class Executor(Protocol):
         ...
 
 
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` inside the block, restored after (None: unchanged).
+
+    Convolutions (and so trainings) sum in a thread-dependent order, so the stored numbers of a study are
+    identical across executors only at the same thread count per unit: ``local#threads=1`` stores what
+    ``ray#threads=1`` stores.
+    """
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class LocalExecutor:
     """Runs the units one after the other in this process.
 
     Args:
         retries: Extra tries of a unit that raised (default 0: in one process a failure mostly repeats).
+        threads: torch threads while a unit runs; None keeps this process's count.
     """
 
     name = "local"
 
-    def __init__(self, retries: int = 0) -> None:
+    def __init__(self, retries: int = 0, threads: int | None = None) -> None:
         self.retries = retries
+        self.threads = threads
 
     def map(self, evaluate: Callable[[list[Point]], list[Outcome]],
             units: Iterable[list[Point]]) -> Iterator[tuple[list[Point], Result]]:
         """Evaluate the units in order, yielding each as it finishes."""
         for unit in units:
-            yield unit, evaluate_with_retries(evaluate, unit, self.retries)
+            with torch_threads(self.threads):
+                result = evaluate_with_retries(evaluate, unit, self.retries)
+            yield unit, result
 
 
 def _ray(options: Mapping[str, Any]) -> Executor:
@@ -151,7 +177,8 @@ EXECUTORS: dict[str, Callable[[Mapping[str, Any]], Executor]] = {"local": lambda
 """Executor name → factory taking the spec's typed ``#k=v;…`` options (declared in `EXECUTOR_OPTIONS`)."""
 
 EXECUTOR_OPTIONS: dict[str, tuple[BackendOption, ...]] = {
-    "local": (BackendOption("retries", integer_at_least(0), "extra tries of a unit that raised (default 0)"),),
+    "local": (BackendOption("retries", integer_at_least(0), "extra tries of a unit that raised (default 0)"),
+              BackendOption("threads", integer_at_least(1), "torch threads per unit (default: this process's)")),
     "ray": (
         BackendOption("workers", integer_at_least(1), "CPUs of the local Ray started for the run"),
         BackendOption("address", non_empty_text, "a running Ray cluster (ray://HEAD:10001 or auto)"),

@@ -16,6 +16,7 @@ cluster), ``ray#retries=3``, ``ray#threads=1`` (torch threads per task; see `Ray
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -33,8 +34,10 @@ class RayExecutor:
         address: A running cluster's address (``ray://HEAD:10001`` or ``auto``); None starts a local Ray.
         retries: Extra tries of a unit whose worker died or whose evaluation raised (not a `HilError`).
         threads: torch threads per task; None uses this process's count. Float results of convolutions (and
-            so of trainings) depend on the thread count, so only the default stores numbers identical to
-            ``local``'s; ``threads=1`` avoids oversubscribing a small machine at the price of that identity.
+            so of trainings) depend on the thread count, so the stores equal a ``local`` run's at the same
+            count: the default equals plain ``local``; ``threads=1`` (no two tasks fight over a core) equals
+            ``local#threads=1``. A local Ray whose tasks would ask for more threads than this machine has
+            cores gets a warning naming that choice.
         gpus: GPUs Ray reserves per task (0.25: four tasks share one); the cluster must have GPUs.
 
     Raises:
@@ -87,6 +90,7 @@ class RayExecutor:
             import torch
 
             threads = torch.get_num_threads()
+        self._warn_oversubscribed(ray, threads, len(todo))
         task = ray.remote(max_retries=0, retry_exceptions=False, num_gpus=self.gpus)(_evaluate_unit)
         pending = {task.remote(study, unit, threads): (unit, 1) for unit in todo}
         try:
@@ -117,6 +121,18 @@ class RayExecutor:
         except ray.exceptions.RayError as error:  # the worker died (killed, out of memory) or the task was lost
             first = str(error).strip().splitlines()[0] if str(error).strip() else ""
             return UnitFailure(f"{type(error).__name__}: the Ray worker died ({first[:300]})", 1)
+
+    def _warn_oversubscribed(self, ray: Any, threads: int, units: int) -> None:
+        """Warn when a local Ray's concurrent tasks × torch threads exceed this machine's cores."""
+        cores = os.cpu_count() or 1
+        if self.address is not None:
+            return  # a cluster's nodes are not this machine
+        concurrent = min(units, int(ray.cluster_resources().get("CPU", 1)))
+        if concurrent > 1 and concurrent * threads > cores:
+            warnings.warn(f"ray: {concurrent} tasks × {threads} torch threads on {cores} cores oversubscribe them "
+                          f"(measured here: slower than one worker); use ray#threads={max(1, cores // concurrent)} "
+                          f"(stores then equal local#threads={max(1, cores // concurrent)}'s) or fewer workers",
+                          stacklevel=3)
 
     def _check_gpus(self, ray: Any) -> None:
         if self.gpus <= 0:

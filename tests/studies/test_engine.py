@@ -143,3 +143,22 @@ def test_a_report_lists_failed_points_in_its_json_and_table() -> None:
     print_report(report, console)
     assert "1 points failed and are left out of the fits (first: 1:fc1 σ=0.5: RuntimeError: out of memory)" in \
         console.export_text()
+
+
+class _ThreadsSeen:
+    """Evaluates each point to the torch thread count it ran under (what decides convolution rounding)."""
+
+    def __call__(self, unit: list[int]) -> list[Outcome]:
+        import torch
+
+        return [Outcome(float(torch.get_num_threads()), None, 0.0) for _ in unit]
+
+
+def test_local_threads_sets_torch_threads_for_each_unit_and_restores_them() -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    seen = [outcomes[0].accuracy for _, outcomes in get_executor("local#threads=1").map(_ThreadsSeen(), [[0], [1]])]
+    assert seen == [1.0, 1.0] and torch.get_num_threads() == before
+    default = [outcomes[0].accuracy for _, outcomes in get_executor("local").map(_ThreadsSeen(), [[0]])]
+    assert default == [float(before)]

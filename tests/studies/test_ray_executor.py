@@ -43,6 +43,36 @@ def test_local_ray_stores_the_numbers_local_stores(local_ray: None, checkpoint: 
     assert on_ray == local and len(local) == 12
 
 
+def test_one_thread_per_task_stores_what_local_stores_at_one_thread(local_ray: None, checkpoint: Path,
+                                                                    tmp_path: Path) -> None:
+    import torch
+
+    from hil.studies.engine import Outcome
+
+    def threads_seen(unit: list[int]) -> list[Outcome]:
+        return [Outcome(float(torch.get_num_threads()), None, 0.0) for _ in unit]
+
+    seen = {outcomes[0].accuracy for _, outcomes in get_executor("ray#workers=2;threads=1").map(threads_seen,
+                                                                                                  [[0], [1], [2]])}
+    assert seen == {1.0}
+    spec = SweepSpec(noise="add", sigmas=(0.1, 1.0), sites=("1:fc1",), repeats=2)
+    with open_run(checkpoint) as run:
+        study = InferenceWalk(run.noisy, run.data.test_x, run.data.test_y, spec)
+        local = _stored(tmp_path / "local.sqlite", study, get_executor("local#threads=1"))
+        on_ray = _stored(tmp_path / "ray.sqlite", study, get_executor("ray#workers=2;threads=1"))
+    assert on_ray == local and len(local) == 4
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) > 8, reason="oversubscription needs 2 tasks × threads > cores")
+def test_a_local_ray_that_would_oversubscribe_the_cores_says_so(local_ray: None) -> None:
+    from hil.studies.engine import Outcome
+
+    threads = (os.cpu_count() or 1)  # two tasks at this many threads each ask for twice the cores
+    with pytest.warns(UserWarning, match=r"ray: 2 tasks × \d+ torch threads on \d+ cores oversubscribe them.*"
+                                         r"use ray#threads="):
+        list(get_executor(f"ray#workers=2;threads={threads}").map(lambda unit: [Outcome(1.0, None, 0.0)], [[0], [1]]))
+
+
 def test_walk_cli_on_ray_resumes_like_local(local_ray: None, checkpoint: Path, tmp_path: Path) -> None:
     common = ["walk", "--checkpoint", str(checkpoint), "--sites", "1:fc1", "--sigmas", "0.1,1,3,10", "--json"]
     local = CliRunner().invoke(app, [*common, "--out", str(tmp_path / "local")])
@@ -61,7 +91,7 @@ def test_walk_cli_on_ray_resumes_like_local(local_ray: None, checkpoint: Path, t
      ("ray#workers=0", "workers must be ≥ 1, got 0"),
      ("ray#workers", "bad option 'workers' in executor spec 'ray#workers'; use KEY=VALUE"),
      ("ray#workers=1;workers=2", "option workers is given twice"),
-     ("local#workers=2", "executor 'local' has no option workers; valid: retries")],
+     ("local#workers=2", "executor 'local' has no option workers; valid: retries, threads")],
 )
 def test_bad_executor_specs_are_one_line_errors(spec: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
