@@ -19,6 +19,9 @@ from hil.walking.store import ResultStore
 from hil.walking.sweep import SweepSpec
 
 ray = pytest.importorskip("ray")
+# The module's Ray has 2 CPUs and tasks run at this process's threads, which a 2-core machine calls
+# oversubscribed: that warning is tested once below, and quiet elsewhere.
+pytestmark = pytest.mark.filterwarnings("ignore:ray.*oversubscribe:UserWarning")
 
 
 @pytest.fixture(scope="module")
