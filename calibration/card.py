@@ -21,7 +21,7 @@ from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from hil.calibration.estimate import Z95, CalibrationFit
 from hil.calibration.measure import Measurement
@@ -378,10 +378,21 @@ def quantised_normal(values: np.ndarray, lsb: float) -> tuple[float, float, floa
 
     def negative_log_likelihood(theta: np.ndarray) -> float:
         mean, sigma = theta[0], math.exp(theta[1])
-        mass = stats.norm.cdf((upper - mean) / sigma) - stats.norm.cdf((lower - mean) / sigma)
+        mass = special.ndtr((upper - mean) / sigma) - special.ndtr((lower - mean) / sigma)
         return -float(np.sum(counts * np.log(np.maximum(mass, 1e-300))))
 
-    result = optimize.minimize(negative_log_likelihood, np.array([mean0, math.log(spread0)]), method="BFGS")
+    def gradient(theta: np.ndarray) -> np.ndarray:
+        # d/dμ and d/d log σ of −Σ n log(Φ(b) − Φ(a)), a and b the step's ends in σ units
+        mean, sigma = theta[0], math.exp(theta[1])
+        a, b = (lower - mean) / sigma, (upper - mean) / sigma
+        mass = np.maximum(special.ndtr(b) - special.ndtr(a), 1e-300)
+        density_a, density_b = _PDF_SCALE * np.exp(-a * a / 2), _PDF_SCALE * np.exp(-b * b / 2)
+        weights = counts / mass
+        return np.array([float(np.sum(weights * (density_b - density_a))) / sigma,
+                         float(np.sum(weights * (b * density_b - a * density_a)))])
+
+    result = optimize.minimize(negative_log_likelihood, np.array([mean0, math.log(spread0)]), jac=gradient,
+                               method="BFGS")
     mean, sigma = float(result.x[0]), math.exp(float(result.x[1]))
     hessian = _hessian(negative_log_likelihood, result.x)
     try:
@@ -390,6 +401,9 @@ def quantised_normal(values: np.ndarray, lsb: float) -> tuple[float, float, floa
     except np.linalg.LinAlgError:
         mean_se, log_sigma_se = math.inf, math.inf
     return mean, sigma, mean_se, sigma * log_sigma_se
+
+
+_PDF_SCALE = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 def _hessian(function: Any, x: np.ndarray) -> np.ndarray:
@@ -454,7 +468,7 @@ def _quantised_moments(mean: np.ndarray, sigma: np.ndarray, lsb: float) -> tuple
     low = int(np.floor(float(np.min(mean - 8 * sigma)) / lsb)) - 1
     high = int(np.ceil(float(np.max(mean + 8 * sigma)) / lsb)) + 1
     levels = np.arange(low, high + 1)[:, None] * lsb
-    mass = (stats.norm.cdf((levels + lsb / 2 - mean) / sigma) - stats.norm.cdf((levels - lsb / 2 - mean) / sigma))
+    mass = (special.ndtr((levels + lsb / 2 - mean) / sigma) - special.ndtr((levels - lsb / 2 - mean) / sigma))
     first = np.sum(levels * mass, axis=0)
     return first, np.sum(levels**2 * mass, axis=0) - first**2
 

@@ -48,6 +48,27 @@ def test_quantised_normal_is_unbiased_below_one_adc_step() -> None:
     assert max(abs(s - sigma) for s in sheppard) > 0.05  # the correction it replaces is off here
 
 
+@pytest.mark.parametrize(("mean", "sigma"), [(0.3, 0.35), (-2.2, 0.9), (4.1, 3.0)])
+def test_quantised_normal_with_its_analytic_gradient_finds_the_derivative_free_optimum(mean: float,
+                                                                                      sigma: float) -> None:
+    from scipy import optimize, stats
+
+    values = np.random.default_rng(4).normal(mean, sigma, 4000)
+    codes, counts = np.unique(np.rint(values), return_counts=True)
+
+    def negative_log_likelihood(theta: np.ndarray) -> float:
+        mass = stats.norm.cdf((codes + 0.5 - theta[0]) / np.exp(theta[1])) - stats.norm.cdf(
+            (codes - 0.5 - theta[0]) / np.exp(theta[1]))
+        return -float(np.sum(counts * np.log(np.maximum(mass, 1e-300))))
+
+    simplex = optimize.minimize(negative_log_likelihood, np.array([values.mean(), np.log(values.std())]),
+                                method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-10, "maxiter": 4000})
+    fitted_mean, fitted_sigma, mean_se, sigma_se = quantised_normal(values, 1.0)
+    assert fitted_mean == pytest.approx(simplex.x[0], abs=1e-4)
+    assert fitted_sigma == pytest.approx(np.exp(simplex.x[1]), rel=1e-4)
+    assert 0 < mean_se < 0.1 and 0 < sigma_se < 0.1
+
+
 def test_adc_jacobian_matches_sampling_and_is_the_identity_without_quantisation() -> None:
     offsets, sigma2 = np.array([0.0, 0.02, -0.03, 0.05]), np.full(4, 0.4**2)
     fine = _adc_jacobian(offsets, sigma2, lsb=1e-3)
