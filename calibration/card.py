@@ -376,23 +376,25 @@ def quantised_normal(values: np.ndarray, lsb: float) -> tuple[float, float, floa
     spread0 = math.sqrt(max(float(np.sum(counts * (codes * lsb - mean0) ** 2) / counts.sum()) - lsb**2 / 12,
                             (lsb / 4) ** 2))
 
-    def negative_log_likelihood(theta: np.ndarray) -> float:
-        mean, sigma = theta[0], math.exp(theta[1])
-        mass = special.ndtr((upper - mean) / sigma) - special.ndtr((lower - mean) / sigma)
-        return -float(np.sum(counts * np.log(np.maximum(mass, 1e-300))))
-
-    def gradient(theta: np.ndarray) -> np.ndarray:
-        # d/dμ and d/d log σ of −Σ n log(Φ(b) − Φ(a)), a and b the step's ends in σ units
+    def interval_terms(theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        # σ, each step's ends a and b in σ units, and the normal's mass Φ(b) − Φ(a) on it
         mean, sigma = theta[0], math.exp(theta[1])
         a, b = (lower - mean) / sigma, (upper - mean) / sigma
-        mass = np.maximum(special.ndtr(b) - special.ndtr(a), 1e-300)
+        return sigma, a, b, np.maximum(special.ndtr(b) - special.ndtr(a), 1e-300)
+
+    def negative_log_likelihood(theta: np.ndarray) -> float:
+        return -float(np.sum(counts * np.log(interval_terms(theta)[3])))
+
+    def value_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        # −Σ n log(Φ(b) − Φ(a)) and its derivatives in μ and log σ, from one evaluation of the terms
+        sigma, a, b, mass = interval_terms(theta)
         density_a, density_b = _PDF_SCALE * np.exp(-a * a / 2), _PDF_SCALE * np.exp(-b * b / 2)
         weights = counts / mass
-        return np.array([float(np.sum(weights * (density_b - density_a))) / sigma,
-                         float(np.sum(weights * (b * density_b - a * density_a)))])
+        return -float(np.sum(counts * np.log(mass))), np.array(
+            [float(np.sum(weights * (density_b - density_a))) / sigma,
+             float(np.sum(weights * (b * density_b - a * density_a)))])
 
-    result = optimize.minimize(negative_log_likelihood, np.array([mean0, math.log(spread0)]), jac=gradient,
-                               method="BFGS")
+    result = optimize.minimize(value_and_gradient, np.array([mean0, math.log(spread0)]), jac=True, method="BFGS")
     mean, sigma = float(result.x[0]), math.exp(float(result.x[1]))
     hessian = _hessian(negative_log_likelihood, result.x)
     try:
