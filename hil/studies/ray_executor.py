@@ -124,15 +124,15 @@ class RayExecutor:
 
     def _warn_oversubscribed(self, ray: Any, threads: int, units: int) -> None:
         """Warn when a local Ray's concurrent tasks × torch threads exceed this machine's cores."""
-        cores = os.cpu_count() or 1
         if self.address is not None:
             return  # a cluster's nodes are not this machine
+        cores = os.cpu_count() or 1
         concurrent = min(units, int(ray.cluster_resources().get("CPU", 1)))
         if concurrent > 1 and concurrent * threads > cores:
+            fitting = max(1, cores // concurrent)
             warnings.warn(f"ray: {concurrent} tasks × {threads} torch threads on {cores} cores oversubscribe them "
-                          f"(measured here: slower than one worker); use ray#threads={max(1, cores // concurrent)} "
-                          f"(stores then equal local#threads={max(1, cores // concurrent)}'s) or fewer workers",
-                          stacklevel=3)
+                          f"(measured here: slower than one worker); use ray#threads={fitting} "
+                          f"(stores then equal local#threads={fitting}'s) or fewer workers", stacklevel=3)
 
     def _check_gpus(self, ray: Any) -> None:
         if self.gpus <= 0:
@@ -145,9 +145,7 @@ class RayExecutor:
 
 def _evaluate_unit(evaluate: Callable[[list[Any]], list[Outcome]], unit: list[Any], threads: int) -> Result:
     """One try of a unit on a worker: a raised non-`HilError` comes back as a `UnitFailure` (a `HilError` is raised)."""
-    import torch
+    from hil.studies.engine import evaluate_with_retries, torch_threads
 
-    from hil.studies.engine import evaluate_with_retries
-
-    torch.set_num_threads(threads)
-    return evaluate_with_retries(evaluate, unit, 0)
+    with torch_threads(threads):
+        return evaluate_with_retries(evaluate, unit, 0)
