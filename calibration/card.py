@@ -39,6 +39,8 @@ DRIFT_TAIL = float(stats.norm.sf(DRIFT_T))
 """One-sided tail beyond `DRIFT_T` (0.00135)."""
 COLLINEAR = 0.9
 """Above this |correlation| of temperature and time over the runs, drift is fitted on temperature alone."""
+MAX_UPTIME = 1e10
+"""Device clock stamps at or beyond this (over 300 years of uptime) are a peer's nonsense, not a clock."""
 
 
 @dataclass(frozen=True)
@@ -492,18 +494,40 @@ def _adc_jacobian(mean: np.ndarray, sigma_squared: np.ndarray, lsb: float) -> np
 
 
 def run_middle(measurement: Measurement) -> tuple[float, float]:
-    """When the zero level's runs were made, on average: (seconds from the measurement's start, device clock).
+    """When the zero level's runs were made, on average: (seconds into the measurement, device clock).
+
+    The seconds count on the device's clock where it ticks, else on the host's (`run_seconds`), so they
+    share an axis with the card's slopes and duration.
 
     The device clock is 0 when the device reports none that runs (every RUN stamped alike, or none recorded).
     """
     runs = np.unique(measurement.order[0])
-    times, clock = measurement.times, measurement.clock
-    middle = float(times[runs].mean()) if len(times) > runs.max() else 0.0
-    ticking = (len(clock) > runs.max() and bool(np.all(np.isfinite(clock))) and float(np.ptp(clock)) > 0
-               and float(np.min(clock)) >= 0)  # a peer's timestamps: NaN, negative or frozen mean no clock
-    with np.errstate(over="ignore", invalid="ignore"):
-        uptime = float(clock[runs].mean()) if ticking else 0.0
-    return middle, uptime if math.isfinite(uptime) else 0.0
+    clock = measurement.clock
+    middle = float(run_seconds(measurement, runs).mean())
+    uptime = float(clock[runs].mean()) if len(clock) > runs.max() and device_clock_ticks(measurement) else 0.0
+    return middle, uptime
+
+
+def device_clock_ticks(measurement: Measurement) -> bool:
+    """Whether every RUN carries a usable stamp of the device's own clock, and the stamps move.
+
+    A peer's timestamps that are NaN, negative, frozen or beyond `MAX_UPTIME` mean the device has no clock.
+    """
+    clock = measurement.clock
+    return (len(clock) > 0 and bool(np.all(np.isfinite(clock))) and float(np.min(clock)) >= 0
+            and float(np.max(clock)) < MAX_UPTIME and float(np.ptp(clock)) > 0)
+
+
+def run_seconds(measurement: Measurement, run_ids: np.ndarray) -> np.ndarray:
+    """When each of ``run_ids`` ran, s: on the device's clock where it ticks, else on the host's.
+
+    The device's clock is the time its drift follows; the host's adds the link's latency and any pause
+    between RUNs that the device did not see (or, on an emulator with ``seconds_per_vector``, is not its time).
+    """
+    if device_clock_ticks(measurement) and len(measurement.clock) > run_ids.max():
+        return measurement.clock[run_ids] - float(measurement.clock[0])
+    times = measurement.times
+    return times[run_ids] if len(times) > run_ids.max() else np.zeros(len(run_ids))
 
 
 def run_temperature(measurement: Measurement) -> float:
@@ -594,7 +618,7 @@ def fit_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squared: 
         middle) and σa² there against ``sigma_add_squared``; None when the run cannot give them (fewer than
         3 zero-level runs read back, no temperature or time recorded).
     """
-    temperatures, times = measurement.temperatures, measurement.times
+    temperatures = measurement.temperatures
     zero, runs = measurement.samples[0], measurement.order[0]
     run_ids = np.unique(runs)
     if len(run_ids) < 3 or len(temperatures) <= run_ids.max():
@@ -607,7 +631,7 @@ def fit_drift(measurement: Measurement, fit: CalibrationFit, sigma_add_squared: 
                              measurement.lsb)
     keep = np.all(np.isfinite(read), axis=1)
     temps = temperatures[run_ids]
-    seconds = times[run_ids] if len(times) > run_ids.max() else np.zeros(len(run_ids))
+    seconds = run_seconds(measurement, run_ids)
     if keep.sum() < 3:
         return None
     conditions = {name: values for name, values in (("kelvin", temps), ("second", seconds))

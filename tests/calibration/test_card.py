@@ -19,6 +19,7 @@ from hil.calibration.card import (
     _slopes,
     quantised_normal,
     run_middle,
+    run_seconds,
     run_temperature,
 )
 from hil.calibration.design import CalibrationDesign
@@ -27,7 +28,8 @@ from hil.calibration.profile import read_profile, write_profile
 from hil.errors import ConfigError
 
 DEVICE = ("sigma_add = 0.05\nsigma_mul = 0.03\ngain_spread = 0.05\noffset_spread = 0.02\ndac_bits = 8\n"
-          "adc_bits = 8\nseed = 3\n")
+          "adc_bits = 8\nseed = 3\nseconds_per_vector = 5e-6\n")
+"""On an emulated clock (about this host's pace), so drift and heating do not hang on the host's speed."""
 
 
 def _calibrated(tmp_path, extra: str = ""):  # noqa: ANN001, ANN202
@@ -249,7 +251,7 @@ def test_card_tells_temperature_from_time_in_a_room_that_moves(tmp_path) -> None
     assert drift.sigma_add_per_kelvin > 10 * drift.sigma_add_se
     assert drift.sigma_add_per_second > 5 * drift.sigma_add_per_second_se
     runs = np.unique(result.measurement.order[0])
-    r = np.corrcoef(result.measurement.temperatures[runs], result.measurement.times[runs])[0, 1]
+    r = np.corrcoef(result.measurement.temperatures[runs], run_seconds(result.measurement, runs))[0, 1]
     assert drift.correlation == pytest.approx(-r) and drift.dof == len(runs) - 3
     assert drift.reference == pytest.approx(run_temperature(result.measurement))
     items, _ = check("sim", result.profile, samples=2000, emulator_config=str(path))
@@ -352,3 +354,22 @@ def test_corrupt_card_is_one_line_naming_the_fix(tmp_path) -> None:  # noqa: ANN
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="calibrate again"):
         read_profile(path)
+
+
+def test_an_emulated_clock_makes_drift_the_same_on_any_host(tmp_path) -> None:  # noqa: ANN001
+    array = AnalogArray(EmulatorConfig(sigma_add=0.05, seed=4, seconds_per_vector=0.001))
+    array.run(np.ones((16, 4), dtype=np.int16), np.ones((8, 16), dtype=np.int16), 5)
+    assert array.uptime == pytest.approx(0.04)  # 40 vectors, whatever the host's speed
+    drifting = "offset_drift_per_s = 0.5\nsigma_add_drift_per_s = 5\n"
+    first, _ = _calibrated(tmp_path, drifting)
+    again, _ = _calibrated(tmp_path, drifting)
+    assert first.profile.noise_card().drift == again.profile.noise_card().drift
+
+
+def test_drift_is_timed_on_the_devices_clock_where_it_ticks(tmp_path) -> None:  # noqa: ANN001
+    result, _ = _calibrated(tmp_path, "offset_drift_per_s = 0.5\n")
+    measurement = result.measurement
+    runs = np.unique(measurement.order[0])
+    assert run_seconds(measurement, runs) == pytest.approx(measurement.clock[runs] - measurement.clock[0])
+    frozen = replace(measurement, clock=np.zeros_like(measurement.clock))  # a device without a clock
+    assert np.array_equal(run_seconds(frozen, runs), measurement.times[runs])

@@ -8,7 +8,6 @@ computation itself is `AnalogArray` (`model`).
 from __future__ import annotations
 
 import struct
-import time
 from collections import OrderedDict
 
 import numpy as np
@@ -50,7 +49,6 @@ class DeviceEmulator:
         self.errors: list[tuple[int, str]] = []
         self.errors_total = 0
         self.replies: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
-        self.started = time.monotonic()
 
     # -- state -----------------------------------------------------------------------------
 
@@ -154,7 +152,7 @@ class DeviceEmulator:
 
     def _op_status(self, body: bytes) -> bytes:
         mask = sum(1 << s for s in self.tiles if s < 32)
-        return STATUS_BODY.pack(self.temperature, time.monotonic() - self.started, self.errors_total, mask)
+        return STATUS_BODY.pack(self.temperature, self.array.uptime, self.errors_total, mask)
 
     def _op_reset(self, body: bytes) -> bytes:
         self.tiles.clear()
@@ -197,7 +195,7 @@ class DeviceEmulator:
         if (repeats * batch * cols + 64) * 2 > caps.max_frame:
             raise _DeviceError(ErrorCode.TOO_LARGE, "reply would exceed max_frame; send fewer vectors")
         codes, saturated, temperature = self.array.run(tile, x, repeats)
-        return RunReply(codes, saturated, temperature, time.monotonic() - self.started).pack()
+        return RunReply(codes, saturated, temperature, self.array.uptime).pack()
 
 
 class _DeviceError(Exception):

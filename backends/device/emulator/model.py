@@ -14,6 +14,8 @@ temperature from time). Drift with time at any
 temperature (``offset_drift_per_s``, ``sigma_add_drift_per_s``) counts from power-up. An aged chip
 (``gain_aging``, ``offset_aging``) is the same chip with each column's gain scaled by 1 + N(0, gain_aging²)
 and its offset moved by N(0, offset_aging²) since it was new: a calibration made when new is stale on it.
+Time is the host's wall clock unless ``seconds_per_vector`` emulates it from the work done, which makes
+drift and heating depend on the seed alone.
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ class EmulatorConfig:
         sigma_add_drift_per_s: Relative σa increase per second since power-up.
         gain_aging: Std of each column's relative gain change since the chip was new (its calibration).
         offset_aging: Std of each column's offset change since the chip was new (dot-product units).
+        seconds_per_vector: Emulated time per executed vector, s; 0 follows the host's wall clock. Above 0
+            the device's clock (its uptime, heating, cooling and drift with time) moves only with what it
+            executed, so a seed gives the same drift on a fast host and a slow one.
     """
 
     sigma_add: float = 0.0
@@ -99,11 +104,13 @@ class EmulatorConfig:
     sigma_add_drift_per_s: float = 0.0
     gain_aging: float = 0.0
     offset_aging: float = 0.0
+    seconds_per_vector: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("sigma_add", "sigma_mul", "gain_spread", "offset_spread", "sigma_add_spread",
                      "drift_per_kelvin", "offset_drift", "heating", "ambient_jitter",
-                     "offset_drift_per_s", "sigma_add_drift_per_s", "gain_aging", "offset_aging"):
+                     "offset_drift_per_s", "sigma_add_drift_per_s", "gain_aging", "offset_aging",
+                     "seconds_per_vector"):
             check_number(getattr(self, name), f"device {name}", low=0)
         check_choice(self.order, "device order", ORDERS)
         for name, (low, high) in {**CAPABILITY_LIMITS, "seed": (0, 2**63 - 1)}.items():
@@ -166,13 +173,24 @@ class AnalogArray:
         self.heat = 0.0
         self.ambient = np.random.default_rng([config.seed, AMBIENT_STREAM])
         self.room = 0.0  # the room's temperature less 25 °C at the last RUN
-        self.powered = self.last_use = time.monotonic()
         self.executions = 0
+        self.powered = self.last_use = self.clock()
+
+    def clock(self) -> float:
+        """The device's time, s: emulated from the executions with ``seconds_per_vector``, else the host's."""
+        if self.config.seconds_per_vector:
+            return self.executions * self.config.seconds_per_vector
+        return time.monotonic()
+
+    @property
+    def uptime(self) -> float:
+        """Seconds since power-up, on the device's clock."""
+        return self.clock() - self.powered
 
     @property
     def temperature(self) -> float:
         """Device temperature, °C (the room's, heated by use that cools off with a 10 s time constant)."""
-        now = time.monotonic()
+        now = self.clock()
         self.heat *= math.exp(-(now - self.last_use) / 10.0)
         self.last_use = now
         return 25.0 + self.room + self.heat
