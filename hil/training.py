@@ -46,7 +46,11 @@ NOISY_EVAL_REPEATS = 3
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """Metrics of one finished epoch (1-based ``epoch``)."""
+    """Metrics of one finished epoch (1-based ``epoch``).
+
+    ``seconds`` is the time its optimizer steps took, the epoch's test not counted (a batched epoch gives
+    each of its K networks a K-th of its steps' time), so sequential and batched runs count alike.
+    """
 
     epoch: int
     loss: float
@@ -393,9 +397,9 @@ def _train_epoch(noisy: NoisyModel, optimizer: torch.optim.Optimizer, data: Any,
         seen += len(index)
         if progress is not None:
             progress.step(epoch, batch_loss)
-    test_accuracy = accuracy(noisy.model, data.test_x, data.test_y)
-    return EpochRecord(epoch + 1, total_loss / seen, correct / seen, test_accuracy, lr,
-                       time.perf_counter() - started)
+    seconds = time.perf_counter() - started  # the training alone, as a batched epoch counts it
+    return EpochRecord(epoch + 1, total_loss / seen, correct / seen, accuracy(noisy.model, data.test_x, data.test_y),
+                       lr, seconds)
 
 
 def train_once(config: TrainConfig, out: str | Path) -> Path:

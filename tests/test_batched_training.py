@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -64,6 +65,24 @@ def test_batched_training_equals_separate_trainings(tmp_path: Path, model: str) 
         for key in ("model", "sites", "noise", "dataset", "seed", "metrics"):
             assert meta_b[key] == meta_a[key], key
         assert (batched.path / OPTIMIZER).is_file()
+
+
+def test_epoch_seconds_leave_out_the_epochs_test_in_both_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    import hil.batched_training
+    import hil.training
+    from hil.evaluation import accuracy
+
+    def slow_test(*args: object) -> float:
+        time.sleep(1.0)
+        return accuracy(*args)  # type: ignore[arg-type]
+
+    for module in (hil.training, hil.batched_training):
+        monkeypatch.setattr(module, "accuracy", slow_test)
+    config = replace(_configs("mlp")[0], dataset="digits")
+    alone = train(config, tmp_path / "alone", keep_epochs=False)
+    together = train_batched([config], [tmp_path / "together"], keep_epochs=False)[0]
+    assert alone.history[0].seconds < 1.0 and together.history[0].seconds < 1.0  # each test slept 1 s
 
 
 def test_a_batched_checkpoint_resumes_like_a_separate_one(tmp_path: Path) -> None:
