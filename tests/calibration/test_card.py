@@ -360,6 +360,8 @@ def test_an_emulated_clock_makes_drift_the_same_on_any_host(tmp_path) -> None:  
     array = AnalogArray(EmulatorConfig(sigma_add=0.05, seed=4, seconds_per_vector=0.001))
     array.run(np.ones((16, 4), dtype=np.int16), np.ones((8, 16), dtype=np.int16), 5)
     assert array.uptime == pytest.approx(0.04)  # 40 vectors, whatever the host's speed
+    with pytest.raises(ConfigError, match="seconds_per_vector"):
+        EmulatorConfig(seconds_per_vector=-1.0)
     drifting = "offset_drift_per_s = 0.5\nsigma_add_drift_per_s = 5\n"
     first, _ = _calibrated(tmp_path, drifting)
     again, _ = _calibrated(tmp_path, drifting)
