@@ -373,5 +373,7 @@ def test_drift_is_timed_on_the_devices_clock_where_it_ticks(tmp_path) -> None:  
     measurement = result.measurement
     runs = np.unique(measurement.order[0])
     assert run_seconds(measurement, runs) == pytest.approx(measurement.clock[runs] - measurement.clock[0])
-    for told in (np.zeros_like(measurement.clock), measurement.clock[::-1]):  # no clock; a restart mid-run
+    coarse = np.floor(measurement.clock * 100) / 100  # a device clock ticking in 10 ms steps
+    assert len(np.unique(coarse)) < len(coarse)
+    for told in (np.zeros_like(measurement.clock), measurement.clock[::-1], coarse):  # no clock; a restart mid-run
         assert np.array_equal(run_seconds(replace(measurement, clock=told), runs), measurement.times[runs])
