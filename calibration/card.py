@@ -502,22 +502,22 @@ def run_middle(measurement: Measurement) -> tuple[float, float]:
     The device clock is 0 when the device reports none that runs (every RUN stamped alike, or none recorded).
     """
     runs = np.unique(measurement.order[0])
-    clock = measurement.clock
     middle = float(run_seconds(measurement, runs).mean())
-    uptime = float(clock[runs].mean()) if len(clock) > runs.max() and device_clock_ticks(measurement) else 0.0
+    uptime = float(measurement.clock[runs].mean()) if device_clock_ticks(measurement, runs) else 0.0
     return middle, uptime
 
 
-def device_clock_ticks(measurement: Measurement) -> bool:
-    """Whether every RUN carries a usable stamp of the device's own clock, each later than the one before.
+def device_clock_ticks(measurement: Measurement, run_ids: np.ndarray) -> bool:
+    """Whether every RUN, ``run_ids`` among them, carries a usable stamp of the device's own clock, each later
+    than the one before.
 
     A peer's timestamps that are NaN, negative or beyond `MAX_UPTIME`, or that do not increase from RUN to
     RUN (no clock, one too coarse to tell two RUNs apart, a device restarted mid-run), give no clock to
     time the runs by.
     """
     clock = measurement.clock
-    return (len(clock) > 1 and bool(np.all(np.isfinite(clock))) and float(np.min(clock)) >= 0
-            and float(np.max(clock)) < MAX_UPTIME and bool(np.all(np.diff(clock) > 0)))
+    return (len(clock) > max(1, int(run_ids.max())) and bool(np.all(np.isfinite(clock)))
+            and float(np.min(clock)) >= 0 and float(np.max(clock)) < MAX_UPTIME and bool(np.all(np.diff(clock) > 0)))
 
 
 def run_seconds(measurement: Measurement, run_ids: np.ndarray) -> np.ndarray:
@@ -526,7 +526,7 @@ def run_seconds(measurement: Measurement, run_ids: np.ndarray) -> np.ndarray:
     The device's clock is the time its drift follows; the host's adds the link's latency and any pause
     between RUNs that the device did not see (or, on an emulator with ``seconds_per_vector``, is not its time).
     """
-    if device_clock_ticks(measurement) and len(measurement.clock) > run_ids.max():
+    if device_clock_ticks(measurement, run_ids):
         return measurement.clock[run_ids] - float(measurement.clock[0])
     times = measurement.times
     return times[run_ids] if len(times) > run_ids.max() else np.zeros(len(run_ids))
